@@ -1,0 +1,86 @@
+"""The object behind the ``hwopt_bench`` fixture: collects variants, measures them together."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+from .engine import Decided, Engine, RunResult, Variant
+from .measurement import Measurement
+
+
+class Bench:
+    """Variants registered by a test, measured interleaved after the test body or on ``run()``.
+
+    Collaborators are passed in so this class knows nothing of pytest: the engine,
+    a factory for the "is every verdict clear?" callback, and a context manager
+    that holds the device while measuring.
+    """
+
+    def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
+                 hold_device: Callable[[], Any] | None = None,
+                 prepare_model: Callable[..., list[Variant]] | None = None) -> None:
+        self._engine = engine
+        self._decided = decided
+        self._hold = hold_device
+        self._prepare_model = prepare_model
+        self.variants: dict[str, Variant] = {}
+        self.result: RunResult | None = None
+        self.tolerances: dict[str, tuple[float, float]] = {}
+
+    def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
+                bytes: float | None = None, flops: float | None = None) -> None:
+        """Register variant ``name``: ``fn()`` takes no arguments, its return is the output.
+
+        ``items`` is how many items one call processes (for throughput);
+        ``bytes``/``flops`` the memory traffic and arithmetic of one call (roofline).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hwopt_bench.measure: name must be a non-empty string, got {name!r}")
+        if name in self.variants:
+            raise ValueError(f"hwopt_bench.measure: variant {name!r} is already registered")
+        if not callable(fn):
+            raise TypeError(f"hwopt_bench.measure({name!r}): fn must be callable with no "
+                            f"arguments, got {type(fn).__name__}")
+        if isinstance(items, bool) or not isinstance(items, int) or items < 1:
+            raise ValueError(f"hwopt_bench.measure({name!r}): items must be an int >= 1, "
+                             f"got {items!r}")
+        extra: dict[str, Any] = {}
+        for key, value in (("bytes", bytes), ("flops", flops)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not math.isfinite(value) or value <= 0:
+                    raise ValueError(f"hwopt_bench.measure({name!r}): {key} must be a "
+                                     f"positive number, got {value!r}")
+                extra[key] = float(value)
+        self.variants[name] = Variant(name, fn, items, extra=extra)
+        self.result = None
+
+    def add(self, variant: Variant, tolerance: tuple[float, float] | None = None) -> None:
+        """Register a prepared variant (the model path)."""
+        if variant.name in self.variants:
+            raise ValueError(f"hwopt_bench: variant {variant.name!r} is already registered")
+        self.variants[variant.name] = variant
+        if tolerance is not None:
+            self.tolerances[variant.name] = tolerance
+        self.result = None
+
+    def model(self, module: Any, example_inputs: Any, *, precision: str = "fp32",
+              name: str | None = None) -> None:
+        """Prepare ``module`` on the current backend and register it with the eager reference."""
+        if self._prepare_model is None:
+            raise RuntimeError("hwopt_bench.model() needs the hwopt_backend fixture: add "
+                               "hwopt_backend to the test's arguments")
+        self._prepare_model(self, module, example_inputs, precision=precision, name=name)
+
+    def run(self) -> Mapping[str, Measurement]:
+        """Measure all registered variants now; name -> :class:`Measurement`."""
+        if not self.variants:
+            raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
+        if self.result is None:
+            if self._hold is None:
+                self.result = self._engine.run(list(self.variants.values()), self._decided())
+            else:
+                with self._hold():
+                    self.result = self._engine.run(list(self.variants.values()), self._decided())
+        return self.result.measurements

@@ -1,0 +1,145 @@
+"""Command-line options and ini keys, parsed once into a frozen :class:`Settings`.
+
+Pure: the plugin registers :data:`OPTIONS` with pytest and passes the raw values
+to :func:`parse_settings`, which names the option and the fix on bad input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Final, Mapping
+
+
+class OptionError(ValueError):
+    """A bad option value; the message names the option and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--hwopt-*`` flag with its ``hwopt_*`` ini key."""
+
+    name: str  # the ini key; the flag is --hwopt-<name with dashes>
+    help: str
+    default: str | None = None
+    flag: bool = False
+
+    @property
+    def cli(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: Final = (
+    Option("hwopt_device", "device to measure on: auto, cpu, cuda or cuda:N "
+           "(default: auto, cuda when usable)", "auto"),
+    Option("hwopt_backends", "comma-separated backends for tests using hwopt_backend "
+           "(default: every backend available on the device)"),
+    Option("hwopt_json", "write results, checks and environment as JSON to this path"),
+    Option("hwopt_report_only", "measure and report, but budgets do not fail tests", flag=True),
+    Option("hwopt_max_time", "seconds of interleaved rounds per test before a verdict is "
+           "taken from the point estimate (default: 5)", "5"),
+    Option("hwopt_min_rounds", "interleaved rounds before the first verdict (default: 8)", "8"),
+    Option("hwopt_warmup_ms", "warm-up time per variant in ms, at least 3 calls (default: 50)",
+           "50"),
+    Option("hwopt_block_ms", "length of one variant's block of calls in a round, in ms "
+           "(default: 10)", "10"),
+    Option("hwopt_confidence", "confidence level of intervals and verdicts (default: 0.95)",
+           "0.95"),
+    Option("hwopt_threads", "threads per runtime, equal for every variant "
+           "(default: the cores this process may use)"),
+    Option("hwopt_seed", "seed of the round order and the bootstrap (default: 0)", "0"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the plugin reads from options, validated."""
+
+    device: str = "auto"
+    backends: tuple[str, ...] = ()
+    json_path: str | None = None
+    report_only: bool = False
+    max_time_s: float = 5.0
+    min_rounds: int = 8
+    warmup_ms: float = 50.0
+    block_ms: float = 10.0
+    confidence: float = 0.95
+    threads: int = 1
+    seed: int = 0
+
+
+DEVICE_PATTERN: Final = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def default_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_settings(raw: Mapping[str, object]) -> Settings:
+    """Validate raw option values (strings, bools or None for unset)."""
+
+    def text(name: str) -> str | None:
+        value = raw.get(name)
+        if value is None or value == "":
+            return None
+        return str(value).strip()
+
+    def number(name: str, cast: Callable[[str], float], check: Callable[[float], bool],
+               what: str) -> float:
+        opt = _by_name(name)
+        value = text(name) or opt.default
+        assert value is not None
+        try:
+            parsed = cast(value)
+        except ValueError:
+            raise OptionError(f"{opt.cli}={value}: expected {what}") from None
+        if not (math.isfinite(parsed) and check(parsed)):
+            raise OptionError(f"{opt.cli}={value}: expected {what}")
+        return parsed
+
+    device = (text("hwopt_device") or "auto").lower()
+    if not DEVICE_PATTERN.match(device):
+        raise OptionError(f"--hwopt-device={device}: expected auto, cpu, cuda or cuda:N "
+                          "(e.g. cuda:0)")
+    backends = tuple(b.strip() for b in (text("hwopt_backends") or "").split(",") if b.strip())
+    threads_raw = text("hwopt_threads")
+    threads = default_threads() if threads_raw is None else int(
+        number("hwopt_threads", int, lambda v: v >= 1, "a whole number of threads >= 1"))
+    return Settings(
+        device=device,
+        backends=backends,
+        json_path=text("hwopt_json"),
+        report_only=_flag(raw.get("hwopt_report_only")),
+        max_time_s=number("hwopt_max_time", float, lambda v: v > 0, "seconds > 0, e.g. 5"),
+        min_rounds=int(number("hwopt_min_rounds", int, lambda v: v >= 3,
+                              "a whole number of rounds >= 3")),
+        warmup_ms=number("hwopt_warmup_ms", float, lambda v: v >= 0, "milliseconds >= 0"),
+        block_ms=number("hwopt_block_ms", float, lambda v: v > 0, "milliseconds > 0"),
+        confidence=number("hwopt_confidence", float, lambda v: 0.5 <= v < 1,
+                          "a level in [0.5, 1), e.g. 0.95"),
+        threads=threads,
+        seed=int(number("hwopt_seed", int, lambda v: v >= 0, "a whole number >= 0")),
+    )
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise OptionError(f"hwopt_report_only = {value}: expected true or false")
+
+
+def _by_name(name: str) -> Option:
+    return next(o for o in OPTIONS if o.name == name)

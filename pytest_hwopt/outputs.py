@@ -1,0 +1,94 @@
+"""Compare outputs of two variants: nested tuples/lists/dicts of arrays, tensors, numbers.
+
+Uses NumPy only; tensors are converted through ``detach().cpu()`` by duck typing,
+so this module never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .specs import TOLERANCES  # noqa: F401  (re-exported: defaults by precision)
+
+
+class OutputMismatch(ValueError):
+    """Outputs that cannot be compared: another structure, shape or kind."""
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    """How far a candidate's outputs are from the reference's."""
+
+    ok: bool
+    max_abs: float
+    max_rel: float
+    where: str  # e.g. "output[0] at (3, 17)"
+    mismatched: int
+    total: int
+    atol: float
+    rtol: float
+
+    def describe(self) -> str:
+        return (f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} at "
+                f"{self.where}; {self.mismatched} of {self.total} elements outside "
+                f"atol={self.atol:g} rtol={self.rtol:g}")
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """An array from a tensor, array or number (bf16/fp16 tensors widened to float32)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+        if getattr(value, "is_floating_point", lambda: False)():
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
+def flatten(value: Any, path: str = "output") -> Iterator[tuple[str, Any]]:
+    """Leaves of a nested output with their paths: ``output[0]``, ``output['logits']``."""
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            yield from flatten(value[key], f"{path}[{key!r}]")
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from flatten(item, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputDiff:
+    """Element-wise ``|c - r| <= atol + rtol * |r|`` over all leaves."""
+    cand = list(flatten(candidate))
+    ref = list(flatten(reference))
+    if [p for p, _ in cand] != [p for p, _ in ref]:
+        raise OutputMismatch(f"output structure differs: candidate has "
+                             f"{[p for p, _ in cand]}, reference has {[p for p, _ in ref]}")
+    worst_abs, worst_rel, where = 0.0, 0.0, "-"
+    bad = total = 0
+    for (path, c), (_, r) in zip(cand, ref):
+        if c is None and r is None:
+            continue
+        a, b = to_numpy(c), to_numpy(r)
+        if a.shape != b.shape:
+            raise OutputMismatch(f"{path}: shape {tuple(a.shape)} differs from the "
+                                 f"reference's {tuple(b.shape)}")
+        a64 = a.astype(np.float64, copy=False)
+        b64 = b.astype(np.float64, copy=False)
+        diff = np.abs(a64 - b64)
+        both_nan = np.isnan(a64) & np.isnan(b64)
+        diff = np.where(both_nan, 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        rel = diff / np.maximum(np.abs(b64), np.finfo(np.float64).tiny)
+        limit = atol + rtol * np.abs(b64)
+        bad += int(np.count_nonzero(diff > limit))
+        total += diff.size
+        if diff.size and float(diff.max()) > worst_abs:
+            idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
+            worst_abs = float(diff.max())
+            where = f"{path} at {tuple(int(i) for i in idx)}" if diff.ndim else path
+        if diff.size:
+            worst_rel = max(worst_rel, float(np.max(np.where(diff > 0, rel, 0.0))))
+    return OutputDiff(bad == 0, worst_abs, worst_rel, where, bad, total, atol, rtol)

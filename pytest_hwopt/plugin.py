@@ -1,0 +1,350 @@
+"""pytest glue: options, markers, fixtures and the hooks that measure after a test body.
+
+Loading this module imports no ML framework; backends and torch load when a test
+that needs them runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from . import options as opts
+from .bench import Bench
+from .budgets import Check, RoleError, evaluate_all, undecided
+from .devices import Device, DeviceError
+from .engine import Engine, EngineConfig
+from .markers import MARKERS, marker_arguments
+from .specs import BUDGET_KINDS, Requirement, Spec, SpecError, parse_marker, parse_requires
+
+RECORD = "hwopt"  # key of the user property that carries a test's results
+
+
+class State:
+    """What the plugin keeps for one pytest run (``config.stash[state_key]``)."""
+
+    def __init__(self, config: pytest.Config, settings: opts.Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.records: list[dict[str, Any]] = []
+        self._device: Device | None = None
+        self._backends: dict[str, Any] | None = None
+
+    def device(self) -> Device:
+        """The measured device, resolved once (``auto`` resolves on first use)."""
+        if self._device is None:
+            from . import devices
+
+            spec = _worker_device(self.settings.device, self.config)
+            self._device = devices.resolve(spec)
+        return self._device
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # runs in the controller for xdist workers' reports too, so results merge here
+        for key, value in report.user_properties:
+            if key == RECORD:
+                self.records.append(value)
+
+    def backends(self) -> dict[str, Any]:
+        """name -> Backend from every ``pytest_hwopt_backends`` implementation."""
+        if self._backends is None:
+            from .backends import base
+
+            self._backends = base.collect(self.config.hook.pytest_hwopt_backends(config=self.config))
+        return self._backends
+
+    @contextlib.contextmanager
+    def hold_device(self) -> Iterator[None]:
+        """Under pytest-xdist, one worker at a time measures on a device."""
+        if "PYTEST_XDIST_WORKER" not in os.environ:
+            yield
+            return
+        from .devlock import device_lock
+
+        with device_lock(self.device().torch_device):
+            yield
+
+
+state_key = pytest.StashKey[State]()
+specs_key = pytest.StashKey["list[Spec]"]()
+bench_key = pytest.StashKey[Bench]()
+record_key = pytest.StashKey["dict[str, Any]"]()
+
+
+def _worker_device(spec: str, config: pytest.Config) -> str:
+    """With pytest-xdist and ``--hwopt-device=cuda``, worker N takes GPU N mod count."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if spec != "cuda" or not worker.startswith("gw"):
+        return spec
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return f"cuda:{int(worker[2:]) % count}" if count > 1 else spec
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hwopt", "inference performance budgets (pytest-hwopt)")
+    for opt in opts.OPTIONS:
+        if opt.flag:
+            group.addoption(opt.cli, action="store_true", default=None, dest=opt.name,
+                            help=opt.help)
+            parser.addini(opt.name, opt.help, type="bool", default=False)
+        else:
+            group.addoption(opt.cli, action="store", default=None, dest=opt.name,
+                            metavar=opt.name.split("_", 1)[1].upper(), help=opt.help)
+            parser.addini(opt.name, opt.help, default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    raw = {}
+    for opt in opts.OPTIONS:
+        value = config.getoption(opt.name)
+        raw[opt.name] = value if value is not None else config.getini(opt.name)
+    try:
+        settings = opts.parse_settings(raw)
+    except opts.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if settings.json_path and os.path.isdir(settings.json_path):
+        raise pytest.UsageError(f"--hwopt-json={settings.json_path}: is a directory; "
+                                "give a file path such as results.json")
+    state = State(config, settings)
+    config.stash[state_key] = state
+    config.pluginmanager.register(state, "hwopt-state")
+    if settings.device != "auto":
+        try:
+            state.device()
+        except DeviceError as exc:
+            raise pytest.UsageError(f"--hwopt-device={settings.device}: {exc}") from None
+    if settings.backends:
+        known = state.backends()
+        unknown = [b for b in settings.backends if b not in known]
+        if unknown:
+            raise pytest.UsageError(
+                f"--hwopt-backends: unknown backend(s) {', '.join(unknown)}; "
+                f"known: {', '.join(known)}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_hwopt_backends(config: pytest.Config) -> list[Any]:
+    from .backends import builtin
+
+    return builtin.all_backends(config.stash[state_key].settings)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "hwopt_backend" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash[state_key]
+    names = list(state.settings.backends)
+    if not names:
+        backends = state.backends()
+        candidates = [n for n in backends if n != "pytorch"]
+        device = state.device()
+        names = [n for n in candidates if backends[n].unavailable_reason(device) is None]
+        # none available: keep them all, so each skips with its reason instead of vanishing
+        names = names or candidates
+    metafunc.parametrize("hwopt_backend", names, indirect=True, ids=names)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    specs: list[Spec] = []
+    try:
+        for kind in BUDGET_KINDS:
+            for mark in reversed(list(item.iter_markers(name=f"hwopt_{kind}"))):
+                args, kwargs = marker_arguments(mark)
+                specs.append(parse_marker(kind, args, kwargs))
+        requirements = [parse_requires(*marker_arguments(m))
+                        for m in item.iter_markers(name="hwopt_requires")]
+    except SpecError as exc:
+        pytest.fail(f"bad marker argument: {exc}", pytrace=False)
+    item.stash[specs_key] = specs
+    state = item.config.stash[state_key]
+    for req in requirements:
+        reason = _unmet(req, state)
+        if reason:
+            pytest.skip(reason)
+
+
+def _unmet(req: Requirement, state: State) -> str | None:
+    device = state.device()
+    if req.devices:
+        wanted = [d.lower() for d in req.devices]
+        if device.kind not in wanted and device.torch_device not in wanted:
+            return (f"hwopt: requires device {' or '.join(req.devices)}; measuring on "
+                    f"{device.torch_device} ({device.name})")
+    backends = state.backends()
+    for name in req.backends:
+        if name not in backends:
+            return f"hwopt: requires backend {name!r}, which is not registered"
+        reason = backends[name].unavailable_reason(device)
+        if reason:
+            return f"hwopt: backend {name} unavailable on {device.torch_device}: {reason}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def hwopt_device(pytestconfig: pytest.Config) -> Device:
+    """The device tests measure on (``--hwopt-device``)."""
+    return pytestconfig.stash[state_key].device()
+
+
+@pytest.fixture
+def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
+    """Register variants with ``measure(name, fn)``; they are measured after the test body."""
+    state = request.config.stash[state_key]
+    settings = state.settings
+    device = state.device()
+    item = request.node
+    config = EngineConfig(warmup_ms=settings.warmup_ms, block_ms=settings.block_ms,
+                          min_rounds=settings.min_rounds, max_time_s=settings.max_time_s,
+                          seed=settings.seed)
+    engine = Engine(config, timer=device.timer(), memory=device.memory())
+    specs = item.stash.get(specs_key, [])
+    bench: Bench
+
+    def decided() -> Callable[[Any], bool] | None:
+        if not specs:
+            return None
+
+        def clear(measurements: Any) -> bool:
+            try:
+                checks = evaluate_all(specs, measurements, device.budget_keys(),
+                                      settings.confidence, bench.tolerances)
+            except RoleError:
+                return True  # reported after the run
+            return not undecided(checks)
+
+        return clear
+
+    prepare_model = None
+    if "hwopt_backend" in item.fixturenames:
+        backend_name = request.getfixturevalue("hwopt_backend")
+
+        def prepare_model(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
+                          name: str | None) -> None:
+            from . import modelpath
+
+            modelpath.register(bench, state.backends(), backend_name, module, example_inputs,
+                               device, precision, name, settings, request.config)
+
+    bench = Bench(engine, decided, state.hold_device, prepare_model)
+    item.stash[bench_key] = bench
+    return bench
+
+
+@pytest.fixture
+def hwopt_backend(request: pytest.FixtureRequest) -> str:
+    """The backend this test instance runs on; parametrized over ``--hwopt-backends``."""
+    name: str = getattr(request, "param", "")
+    state = request.config.stash[state_key]
+    if not name:
+        raise pytest.UsageError("hwopt_backend is parametrized by pytest-hwopt; do not "
+                                "parametrize it yourself")
+    backend = state.backends()[name]
+    reason = backend.unavailable_reason(state.device())
+    if reason:
+        pytest.skip(f"hwopt: backend {name} unavailable on {state.device().torch_device}: "
+                    f"{reason}")
+    return name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    result = yield
+    specs = pyfuncitem.stash.get(specs_key, [])
+    bench = pyfuncitem.stash.get(bench_key, None)
+    kinds = ", ".join(sorted({f"hwopt.{s.kind}" for s in specs}))
+    if bench is None or not bench.variants:
+        if specs:
+            pytest.fail(f"test has budget markers ({kinds}) but measured nothing: request the "
+                        "hwopt_bench fixture and register variants with hwopt_bench.measure()",
+                        pytrace=False)
+        return result
+    state = pyfuncitem.config.stash[state_key]
+    settings = state.settings
+    device = state.device()
+    measurements = bench.run()
+    try:
+        checks = evaluate_all(specs, measurements, device.budget_keys(), settings.confidence,
+                              bench.tolerances)
+    except RoleError as exc:
+        pytest.fail(f"hwopt: {exc}", pytrace=False)
+    pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)
+    assert bench.result is not None
+    pyfuncitem.stash[record_key] = _record(pyfuncitem.nodeid, device, bench, checks)
+    failed = [c for c in checks if not c.passed]
+    if failed and not settings.report_only:
+        pytest.fail("\n".join(c.message for c in failed), pytrace=False)
+    return result
+
+
+def _record(nodeid: str, device: Device, bench: Bench, checks: list[Check]) -> dict[str, Any]:
+    run = bench.result
+    assert run is not None
+    return {
+        "test": nodeid,
+        "device": device.torch_device,
+        "rounds": run.rounds,
+        "stopped": run.stopped,
+        "elapsed_s": run.elapsed_s,
+        "contention": run.contention.to_dict(),
+        "results": [m.to_dict() for m in run.measurements.values()],
+        "checks": [c.to_dict() for c in checks],
+    }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call" and record_key in item.stash:
+        report.user_properties.append((RECORD, item.stash[record_key]))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from . import report
+
+    state = config.stash.get(state_key, None)
+    if state is None or not state.records:
+        return
+    tr = terminalreporter
+    tr.write_sep("-", "hwopt summary")
+    for line in report.table(report.summary_rows(state.records), report.SUMMARY_HEADER):
+        tr.write_line(line)
+    counts: dict[str, int] = {}
+    for rec in state.records:
+        for check in rec["checks"]:
+            counts[check["status"]] = counts.get(check["status"], 0) + 1
+    device = state.records[0].get("device", "")
+    totals = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no budgets"
+    tr.write_line(f"hwopt: {len(state.records)} test(s) measured on {device}; checks: {totals}"
+                  + ("; report only: budgets did not fail tests" if state.settings.report_only
+                     else ""))
+    if state.settings.json_path and not hasattr(config, "workerinput"):
+        tr.write_line(f"hwopt: results written to {state.settings.json_path}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    state = config.stash.get(state_key, None)
+    if state is None or not state.settings.json_path or hasattr(config, "workerinput"):
+        return
+    from . import __version__, environment, report
+
+    device = state._device if state._device is not None else None
+    env = environment.collect(device, state.settings.threads)
+    env["settings"] = {k: v for k, v in vars(state.settings).items()}
+    report.write_json_atomic(state.settings.json_path,
+                             report.document(state.records, env, __version__))
