@@ -27,6 +27,8 @@ class Bench:
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
         self.tolerances: dict[str, tuple[float, float]] = {}
+        #: budgets a preparation adds (the model path's accuracy gate)
+        self.implicit_specs: list[Any] = []
 
     def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
                 bytes: float | None = None, flops: float | None = None) -> None:

@@ -215,14 +215,21 @@ def _check(spec: Spec, name: str, budget: float, value: float, low: float, high:
 def _accuracy(spec: Spec, cand: Measurement, ref: Measurement | None,
               device_keys: Sequence[str], tolerance: tuple[float, float]) -> Check:
     assert ref is not None
-    atol, rtol = tolerance
+    atol, rtol = tolerance_of(spec, device_keys, tolerance)
+    return accuracy_check(cand.name, ref.name, [
+        ("", cand.output, ref.output), (" after timing", cand.output_after, ref.output)],
+        atol, rtol, spec.vs)
+
+
+def tolerance_of(spec: Spec, device_keys: Sequence[str],
+                 default: tuple[float, float] = TOLERANCES["fp32"]) -> tuple[float, float]:
+    """(atol, rtol) of an accuracy spec; what it leaves out comes from ``default``."""
+    atol, rtol = default
     if "atol" in spec.values:
         atol = resolve_budget(spec.values["atol"], device_keys)[0] or 0.0
     if "rtol" in spec.values:
         rtol = resolve_budget(spec.values["rtol"], device_keys)[0] or 0.0
-    return accuracy_check(cand.name, ref.name, [
-        ("", cand.output, ref.output), (" after timing", cand.output_after, ref.output)],
-        atol, rtol, spec.vs)
+    return atol, rtol
 
 
 def accuracy_check(name: str, ref_name: str, pairs: Sequence[tuple[str, Any, Any]],

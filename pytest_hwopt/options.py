@@ -50,6 +50,10 @@ OPTIONS: Final = (
     Option("hwopt_threads", "threads per runtime, equal for every variant "
            "(default: the cores this process may use)"),
     Option("hwopt_seed", "seed of the round order and the bootstrap (default: 0)", "0"),
+    Option("hwopt_ort_opt_level", "ONNX Runtime graph optimisation level of the onnxruntime "
+           "backend: disable, basic, extended or all (default: all)", "all"),
+    Option("hwopt_compile_mode", "torch.compile mode of the torch-compile backend (default: "
+           "reduce-overhead, i.e. CUDA graphs, on cuda; default on cpu)"),
 )
 
 
@@ -68,6 +72,8 @@ class Settings:
     confidence: float = 0.95
     threads: int = 1
     seed: int = 0
+    ort_opt_level: str = "all"
+    compile_mode: str | None = None
 
 
 DEVICE_PATTERN: Final = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -125,7 +131,19 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
                           "a level in [0.5, 1), e.g. 0.95"),
         threads=threads,
         seed=int(number("hwopt_seed", int, lambda v: v >= 0, "a whole number >= 0")),
+        ort_opt_level=_choice("hwopt_ort_opt_level", text("hwopt_ort_opt_level") or "all",
+                              ("disable", "basic", "extended", "all")),
+        compile_mode=(_choice("hwopt_compile_mode", text("hwopt_compile_mode"),
+                              ("default", "reduce-overhead", "max-autotune",
+                               "max-autotune-no-cudagraphs"))
+                      if text("hwopt_compile_mode") else None),
     )
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise OptionError(f"{_by_name(name).cli}={value}: expected one of {', '.join(choices)}")
+    return value
 
 
 def _flag(value: object) -> bool:

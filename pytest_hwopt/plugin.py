@@ -139,7 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_hwopt_backends(config: pytest.Config) -> list[Any]:
     from .backends import builtin
 
-    return builtin.all_backends(config.stash[state_key].settings)
+    cache = config.cache.mkdir("hwopt") if getattr(config, "cache", None) is not None else None
+    return builtin.all_backends(config.stash[state_key].settings, cache)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -215,13 +216,14 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     bench: Bench
 
     def decided() -> Callable[[Any], bool] | None:
-        if not specs:
+        if not specs and not bench.implicit_specs:
             return None
 
         def clear(measurements: Any) -> bool:
             try:
-                checks = evaluate_all(specs, measurements, device.budget_keys(),
-                                      settings.confidence, bench.tolerances)
+                checks = evaluate_all(_all_specs(specs, bench), measurements,
+                                      device.budget_keys(), settings.confidence,
+                                      bench.tolerances)
             except RoleError:
                 return True  # reported after the run
             return not undecided(checks)
@@ -235,9 +237,19 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
         def prepare_model(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
                           name: str | None) -> None:
             from . import modelpath
+            from .backends.base import BackendError
 
-            modelpath.register(bench, state.backends(), backend_name, module, example_inputs,
-                               device, precision, name, settings, request.config)
+            try:
+                modelpath.register(bench, state.backends(), backend_name, module,
+                                   example_inputs, device, precision, name, settings.threads,
+                                   _accuracy_override(specs, device), settings.seed,
+                                   _progress(request.config))
+            except BackendError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            except modelpath.Unsupported as exc:
+                pytest.skip(f"hwopt: {exc}")
+            except modelpath.WrongOutputs as exc:
+                pytest.fail(str(exc), pytrace=False)
 
     bench = Bench(engine, decided, state.hold_device, prepare_model)
     item.stash[bench_key] = bench
@@ -277,8 +289,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     device = state.device()
     measurements = bench.run()
     try:
-        checks = evaluate_all(specs, measurements, device.budget_keys(), settings.confidence,
-                              bench.tolerances)
+        checks = evaluate_all(_all_specs(specs, bench), measurements, device.budget_keys(),
+                              settings.confidence, bench.tolerances)
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)
@@ -288,6 +300,34 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     if failed and not settings.report_only:
         pytest.fail("\n".join(c.message for c in failed), pytrace=False)
     return result
+
+
+def _all_specs(specs: list[Spec], bench: Bench) -> list[Spec]:
+    """The test's budgets plus the gates preparation added, unless the test set its own."""
+    own = {(s.kind, s.of) for s in specs}
+    return specs + [s for s in bench.implicit_specs
+                    if (s.kind, s.of) not in own and (s.kind, None) not in own]
+
+
+def _accuracy_override(specs: list[Spec], device: Device) -> tuple[float, float] | None:
+    """(atol, rtol) from the test's hwopt.accuracy marker, for the model path's gate."""
+    from .budgets import tolerance_of
+
+    for spec in specs:
+        if spec.kind == "accuracy":
+            return tolerance_of(spec, device.budget_keys())
+    return None
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
+    """Long preparations (exports, compiles, engine builds) say so in the terminal."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def show(message: str) -> None:
+        if reporter is not None and config.option.verbose > 0:
+            reporter.write(f" [hwopt: {message}]", flush=True)
+
+    return show
 
 
 def _record(nodeid: str, device: Device, bench: Bench, checks: list[Check]) -> dict[str, Any]:

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .base import Backend
+from .cache import ArtifactCache
 
 
-def all_backends(settings: Any) -> list[Backend]:
-    return []
+def all_backends(settings: Any, cache_dir: Path | None) -> list[Backend]:
+    """pytorch (the reference), torch-compile, onnxruntime, onnxruntime-trt, tensorrt, openvino."""
+    from .openvino_backend import OpenVINOBackend
+    from .ort import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
+    from .tensorrt import TensorRTBackend
+    from .torch_backends import CompileBackend, EagerBackend
+
+    cache = ArtifactCache(cache_dir)
+    threads = settings.threads
+    return [
+        EagerBackend(),
+        CompileBackend(mode=settings.compile_mode),
+        OnnxRuntimeBackend(cache, threads, opt_level=settings.ort_opt_level),
+        OnnxRuntimeTensorRTBackend(cache, threads),
+        TensorRTBackend(cache),
+        OpenVINOBackend(cache, threads),
+    ]

@@ -1,0 +1,192 @@
+"""ONNX Runtime: CPU and CUDA execution providers, TensorRT through ORT, int8 dynamic quantisation."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import onnx_export
+from .base import Backend, BackendError, missing_modules
+from .cache import ArtifactCache, model_fingerprint
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def cached_onnx(cache: ArtifactCache, model: Any, example_inputs: Sequence[Any],
+                exporters: Sequence[str], dynamic_axes: dict[int, dict[int, str]] | None
+                ) -> tuple[Path, dict[str, Any]]:
+    """An ONNX file of ``model``: from the cache when its key and checksum match."""
+    key = cache.key("onnx", model_fingerprint(model, example_inputs), list(exporters),
+                    dynamic_axes, _version("torch"), _version("onnx"), _version("onnxscript"))
+    path, manifest, hit = cache.get_or_build(
+        key, ".onnx", lambda p: onnx_export.export(model, example_inputs, p, exporters,
+                                                   dynamic_axes))
+    return path, {**manifest["facts"], "onnx_cached": hit, "onnx_path": str(path)}
+
+
+class OnnxRuntimeBackend(Backend):
+    """Export to ONNX, then run an ORT session (CPU EP, or CUDA EP on a GPU).
+
+    ``opt_level`` is the graph optimisation level: disable, basic, extended or all.
+    Intra-op threads are set explicitly and do not spin between calls.
+    """
+
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+    requires_modules = ("torch", "onnx", "onnxruntime")
+    provider = ""  # chosen by device unless a subclass fixes it
+
+    def __init__(self, cache: ArtifactCache, threads: int = 1, opt_level: str = "all",
+                 name: str | None = None, exporters: Sequence[str] = onnx_export.EXPORTERS,
+                 dynamic_axes: dict[int, dict[int, str]] | None = None,
+                 spinning: bool = False) -> None:
+        if opt_level not in OPT_LEVELS:
+            raise ValueError(f"opt_level must be one of {', '.join(OPT_LEVELS)}, got {opt_level!r}")
+        self.cache, self.threads, self.opt_level = cache, threads, opt_level
+        self.exporters, self.dynamic_axes, self.spinning = tuple(exporters), dynamic_axes, spinning
+        if name:
+            self.name = name
+        self._facts: dict[str, Any] = {}
+
+    def unavailable_reason(self, device: Any) -> str | None:
+        reason = missing_modules(self.requires_modules)
+        if reason:
+            return reason
+        if device.kind == "cuda":
+            import onnxruntime as ort
+
+            wanted = self.provider or "CUDAExecutionProvider"
+            if wanted not in ort.get_available_providers():
+                return (f"this onnxruntime build has no {wanted} (has "
+                        f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+        return None
+
+    def _providers(self, device: Any) -> list[Any]:
+        if device.kind == "cpu":
+            return ["CPUExecutionProvider"]
+        return [(self.provider or "CUDAExecutionProvider", {"device_id": device.index or 0}),
+                "CPUExecutionProvider"]
+
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+                precision: str) -> Callable[..., Any]:
+        import onnxruntime as ort
+
+        path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
+                                  self.dynamic_axes)
+        if precision == "int8":
+            path = self._quantized(path)
+            facts["quantization"] = "ORT dynamic, QInt8 weights"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.opt_level]
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if self.spinning else "0")
+        optimized = path.with_name(f"{path.stem}.{self.name}.{self.opt_level}.optimized.onnx")
+        options.optimized_model_filepath = str(optimized)
+        try:
+            session = ort.InferenceSession(str(path), options,
+                                           providers=self._providers(device))
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"ONNX Runtime session failed: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        facts.update({"providers": session.get_providers(), "opt_level": self.opt_level,
+                      "intra_op_threads": self.threads, "spinning": self.spinning})
+        if optimized.exists():
+            facts["optimized_ops"] = onnx_export.op_counts(optimized)
+        self._facts = facts
+        names = [i.name for i in session.get_inputs()]
+        if device.kind == "cuda":
+            return _cuda_runner(session, names, device)
+        return _cpu_runner(session, names)
+
+    def _quantized(self, path: Path) -> Path:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        def build(out: Path) -> dict[str, Any]:
+            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+            return {"source": path.name}
+
+        key = self.cache.key("int8", path.name, _version("onnxruntime"))
+        out, _, _ = self.cache.get_or_build(key, ".int8.onnx", build)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._facts)
+
+
+def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:
+    """Torch tensors in and out; the host copies are part of the timed call."""
+    import torch
+
+    def run(*inputs: Any) -> Any:
+        feed = {n: x.detach().numpy() for n, x in zip(names, inputs)}
+        outs = session.run(None, feed)
+        return tuple(torch.from_numpy(o) for o in outs)
+
+    return run
+
+
+def _cuda_runner(session: Any, names: list[str], device: Any) -> Callable[..., Any]:
+    """IO binding of torch CUDA tensors as inputs; outputs allocated by ORT on the device."""
+    import numpy as np
+    import torch
+
+    binding = session.io_binding()
+    outputs = [o.name for o in session.get_outputs()]
+    index = device.index or 0
+
+    def run(*inputs: Any) -> Any:
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        for name, x in zip(names, inputs):
+            x = x.contiguous()
+            binding.bind_input(name, "cuda", index, np.dtype(str(x.dtype).split(".")[-1]),
+                               tuple(x.shape), x.data_ptr())
+        for name in outputs:
+            binding.bind_output(name, "cuda", index)
+        session.run_with_iobinding(binding)
+        return tuple(_to_torch(v, torch, device) for v in binding.get_outputs())
+
+    return run
+
+
+def _to_torch(value: Any, torch: Any, device: Any) -> Any:
+    """An OrtValue on the GPU as a torch tensor: zero-copy through DLPack where the build has it."""
+    to_dlpack = getattr(value, "to_dlpack", None)
+    if to_dlpack is not None:
+        return torch.from_dlpack(to_dlpack())
+    return torch.from_numpy(value.numpy()).to(device.torch_device)
+
+
+class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
+    """ONNX Runtime with the TensorRT execution provider (a GPU with TensorRT only)."""
+
+    name = "onnxruntime-trt"
+    precisions = ("fp32",)
+    provider = "TensorrtExecutionProvider"
+
+    def unavailable_reason(self, device: Any) -> str | None:
+        if device.kind != "cuda":
+            return "the TensorRT execution provider needs an NVIDIA GPU (device is cpu)"
+        return super().unavailable_reason(device)
+
+    def _providers(self, device: Any) -> list[Any]:
+        trt_options = {"device_id": device.index or 0, "trt_engine_cache_enable": True,
+                       "trt_engine_cache_path": str(self.cache.root / "ort-trt")}
+        return [("TensorrtExecutionProvider", trt_options),
+                ("CUDAExecutionProvider", {"device_id": device.index or 0}),
+                "CPUExecutionProvider"]

@@ -1,0 +1,101 @@
+"""PyTorch eager (the reference) and ``torch.compile``."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+from .base import Backend, BackendError, missing_modules
+
+AUTOCAST_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+@contextlib.contextmanager
+def _precision(device: Any, precision: str) -> Iterator[None]:
+    import torch
+
+    if precision == "fp32":
+        yield
+        return
+    dtype = getattr(torch, AUTOCAST_DTYPES[precision])
+    with torch.autocast(device_type=device.kind, dtype=dtype):
+        yield
+
+
+class EagerBackend(Backend):
+    """Eager PyTorch under ``torch.inference_mode``; fp16/bf16 through autocast."""
+
+    name = "pytorch"
+    precisions = ("fp32", "fp16", "bf16")
+    requires_modules = ("torch",)
+
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+                precision: str) -> Callable[..., Any]:
+        import torch
+
+        module = model
+
+        def run(*inputs: Any) -> Any:
+            with torch.inference_mode(), _precision(device, precision):
+                return module(*inputs)
+
+        return run
+
+
+class CompileBackend(Backend):
+    """``torch.compile`` with inductor; on CUDA ``mode`` may use CUDA graphs."""
+
+    name = "torch-compile"
+    precisions = ("fp32", "fp16", "bf16")
+    requires_modules = ("torch",)
+
+    def __init__(self, mode: str | None = None, name: str | None = None) -> None:
+        self.mode = mode
+        if name:
+            self.name = name
+        self._facts: dict[str, Any] = {}
+
+    def unavailable_reason(self, device: Any) -> str | None:
+        reason = missing_modules(self.requires_modules)
+        if reason:
+            return reason
+        import shutil
+        import sysconfig
+
+        if device.kind == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+            return "inductor on CPU needs a C++ compiler (cc/gcc) on PATH"
+        if not sysconfig.get_paths().get("include"):
+            return "inductor needs the Python headers"
+        return None
+
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+                precision: str) -> Callable[..., Any]:
+        import torch
+        from torch._dynamo.utils import counters
+
+        mode = self.mode
+        if mode is None:
+            mode = "reduce-overhead" if device.kind == "cuda" else "default"
+        counters.clear()
+        try:
+            compiled = torch.compile(model, mode=mode)
+        except Exception as exc:  # noqa: BLE001 - any failure is this stage's failure
+            raise BackendError(f"torch.compile failed: {type(exc).__name__}: {exc}") from exc
+
+        def run(*inputs: Any) -> Any:
+            with torch.inference_mode(), _precision(device, precision):
+                return compiled(*inputs)
+
+        try:
+            run(*example_inputs)  # compile now, so its cost is counted as preparation
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"torch.compile failed on the first call: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        breaks = sum(counters["graph_break"].values())
+        self._facts = {"compile_mode": mode, "graph_breaks": breaks,
+                       "graph_break_reasons": sorted(map(str, counters["graph_break"]))[:10],
+                       "recompiles": int(counters["stats"].get("unique_graphs", 0))}
+        return run
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._facts)

@@ -1,0 +1,338 @@
+"""NVML telemetry around a measurement: clocks, temperature, clock-event reasons, energy.
+
+``pynvml`` (package ``nvidia-ml-py``) is imported only when a probe is first
+used, and every NVML call goes through the module object a probe holds, so
+tests pass a fake. A machine without the package, the library or a driver gets
+``available() == False`` and a ``reason`` saying which was missing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+# Clock-event ("throttle") reason bits, as in nvml.h (nvmlClocksEventReason*; the
+# older nvmlClocksThrottleReason* names have the same values).
+REASONS: tuple[tuple[int, str], ...] = (
+    (0x0000000000000001, "gpu idle"),
+    (0x0000000000000002, "applications clocks setting"),
+    (0x0000000000000004, "sw power cap"),
+    (0x0000000000000008, "hw slowdown"),
+    (0x0000000000000010, "sync boost"),
+    (0x0000000000000020, "sw thermal slowdown"),
+    (0x0000000000000040, "hw thermal slowdown"),
+    (0x0000000000000080, "hw power brake slowdown"),
+    (0x0000000000000100, "display clock setting"),
+    (0x0000000000000200, "board limit"),
+    (0x0000000000000400, "reliability"),
+)
+# Not throttling: the GPU waiting for work, or clocks pinned on purpose.
+IGNORED_REASONS = 0x1 | 0x2
+
+
+def reason_names(mask: int, ignore: int = IGNORED_REASONS) -> list[str]:
+    """Readable names of the reason bits set in ``mask``, ``ignore`` bits left out."""
+    mask &= ~ignore
+    names = [name for bit, name in REASONS if mask & bit]
+    known = 0
+    for bit, _ in REASONS:
+        known |= bit
+    unknown = mask & ~known
+    bit = 1
+    while unknown:
+        if unknown & bit:
+            names.append(f"reason 0x{bit:x}")
+            unknown &= ~bit
+        bit <<= 1
+    return names
+
+
+def nvml_index(cuda_index: int, visible: str | None = None) -> int | str:
+    """The NVML device for a CUDA ordinal: an index, or a UUID when
+    ``CUDA_VISIBLE_DEVICES`` names devices by UUID.
+
+    NVML counts every GPU in PCI order; CUDA counts the visible ones, so with
+    ``CUDA_VISIBLE_DEVICES=2,3`` cuda:0 is NVML device 2. (With more than one GPU
+    set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA orders them like NVML.)
+    """
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not visible:
+        return cuda_index
+    entries = [e.strip() for e in visible.split(",") if e.strip()]
+    if cuda_index >= len(entries):
+        return cuda_index
+    entry = entries[cuda_index]
+    try:
+        return int(entry)
+    except ValueError:
+        return entry  # "GPU-..." UUID (or "MIG-...")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlProbe:
+    """One GPU seen through NVML.
+
+    ``index`` is NVML's index (see :func:`nvml_index`) or a UUID string. ``nvml``
+    is the pynvml module or a stand-in; by default ``pynvml`` is imported on first
+    use. ``interval_s`` is how often the background thread samples between
+    :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(self, index: int | str = 0, nvml: Any = None, interval_s: float = 0.02) -> None:
+        self.index = index
+        self.interval_s = interval_s
+        self.reason: str | None = None  # why NVML is not available, once known
+        self._nvml = nvml
+        self._handle: Any = None
+        self._ready: bool | None = None
+        self._error: type[BaseException] = Exception
+        self._reasons_fn: Callable[[Any], int] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._window: dict[str, Any] = {}
+
+    # -- setup --------------------------------------------------------------
+
+    def available(self) -> bool:
+        """Whether NVML answers for this GPU; if not, ``reason`` says why."""
+        if self._ready is None:
+            self._ready = self._open()
+        return self._ready
+
+    def _open(self) -> bool:
+        nvml = self._nvml
+        if nvml is None:
+            try:
+                import pynvml as nvml  # type: ignore[no-redef]
+            except ImportError as exc:
+                self.reason = (f"pynvml is not importable ({exc}); "
+                               "install nvidia-ml-py for GPU telemetry")
+                return False
+            self._nvml = nvml
+        self._error = getattr(nvml, "NVMLError", Exception)
+        try:
+            nvml.nvmlInit()
+        except (self._error, OSError) as exc:
+            self.reason = f"NVML could not start: {type(exc).__name__}: {exc}"
+            return False
+        try:
+            if isinstance(self.index, str):
+                self._handle = nvml.nvmlDeviceGetHandleByUUID(self.index)
+            else:
+                self._handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
+        except self._error as exc:
+            self.reason = f"NVML has no device {self.index!r}: {type(exc).__name__}: {exc}"
+            self._shutdown()
+            return False
+        self._reasons_fn = self._pick_reasons_fn()
+        return True
+
+    def _pick_reasons_fn(self) -> Callable[[Any], int] | None:
+        """The clock-event reasons call this driver answers: the new name, else the old."""
+        for name in ("nvmlDeviceGetCurrentClocksEventReasons",
+                     "nvmlDeviceGetCurrentClocksThrottleReasons"):
+            fn = getattr(self._nvml, name, None)
+            if fn is None:
+                continue
+            try:
+                fn(self._handle)
+            except self._error:
+                continue
+            return fn  # type: ignore[no-any-return]
+        return None
+
+    def _shutdown(self) -> None:
+        try:
+            self._nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - nothing to do about a failed shutdown
+            pass
+
+    def close(self) -> None:
+        """Stop sampling and release NVML (it counts inits and shutdowns)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self._ready:
+            self._shutdown()
+        self._ready = None
+
+    def __enter__(self) -> NvmlProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """``nvml.<name>(*args)``, or None where this GPU or driver does not support it."""
+        fn = getattr(self._nvml, name, None)
+        if fn is None:
+            return None
+        try:
+            return fn(*args)
+        except self._error:
+            return None
+
+    def _const(self, name: str, default: int) -> int:
+        return int(getattr(self._nvml, name, default))
+
+    # -- facts --------------------------------------------------------------
+
+    def facts(self) -> dict[str, Any]:
+        """Driver, GPU name, clocks now and at most, temperature, power limit, memory."""
+        if not self.available():
+            return {"nvml": False, "reason": self.reason}
+        h = self._handle
+        sm, mem = self._const("NVML_CLOCK_SM", 1), self._const("NVML_CLOCK_MEM", 2)
+        driver = self._call("nvmlSystemGetDriverVersion")
+        name = self._call("nvmlDeviceGetName", h)
+        limit_mw = self._call("nvmlDeviceGetPowerManagementLimit", h)
+        out: dict[str, Any] = {
+            "nvml": True,
+            "gpu": _text(name) if name is not None else None,
+            "driver": _text(driver) if driver is not None else None,
+            "sm_clock_mhz": self._call("nvmlDeviceGetClockInfo", h, sm),
+            "mem_clock_mhz": self._call("nvmlDeviceGetClockInfo", h, mem),
+            "max_sm_clock_mhz": self._call("nvmlDeviceGetMaxClockInfo", h, sm),
+            "max_mem_clock_mhz": self._call("nvmlDeviceGetMaxClockInfo", h, mem),
+            "temperature_c": self._call("nvmlDeviceGetTemperature", h,
+                                        self._const("NVML_TEMPERATURE_GPU", 0)),
+            "power_limit_w": limit_mw / 1000.0 if limit_mw is not None else None,
+        }
+        info = self._call("nvmlDeviceGetMemoryInfo", h)
+        if info is not None:
+            out["memory_total_mb"] = info.total / 2**20
+            out["memory_used_mb"] = info.used / 2**20
+        mask = self._reasons()
+        if mask is not None:
+            out["clock_event_reasons"] = reason_names(mask, ignore=0)
+        return out
+
+    def _reasons(self) -> int | None:
+        if self._reasons_fn is None:
+            return None
+        try:
+            return int(self._reasons_fn(self._handle))
+        except self._error:
+            return None
+
+    def _energy_mj(self) -> int | None:
+        value = self._call("nvmlDeviceGetTotalEnergyConsumption", self._handle)
+        return int(value) if value is not None else None
+
+    # -- a measurement window ----------------------------------------------
+
+    def start(self) -> None:
+        """Begin a window: read the energy counter and sample until :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("NvmlProbe.start() called twice without stop()")
+        self._window = {"mask": 0, "temps": [], "clocks": [], "samples": 0, "errors": 0,
+                        "t0": time.perf_counter(), "energy0": None}
+        if not self.available():
+            return
+        self._window["energy0"] = self._energy_mj()
+        self._sample()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="hwopt-nvml", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, Any]:
+        """End the window: reasons seen, energy used, temperature and SM clock range."""
+        if not self._window:
+            raise RuntimeError("NvmlProbe.stop() called without start()")
+        w = self._window
+        seconds = time.perf_counter() - w["t0"]
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if not self.available():
+            self._window = {}
+            return {"nvml": False, "reason": self.reason, "seconds": seconds}
+        self._sample()
+        energy1 = self._energy_mj()
+        energy = None
+        if w["energy0"] is not None and energy1 is not None and energy1 >= w["energy0"]:
+            energy = float(energy1 - w["energy0"])
+        reasons = reason_names(w["mask"])
+        temps, clocks = w["temps"], w["clocks"]
+        self._window = {}
+        return {
+            "nvml": True,
+            "seconds": seconds,
+            "samples": w["samples"],
+            "sample_errors": w["errors"],
+            "reasons_supported": self._reasons_fn is not None,
+            "reasons": reasons,
+            "throttled": bool(reasons),
+            "energy_mj": energy,
+            "mean_power_w": energy / 1000.0 / seconds if energy is not None and seconds > 0
+            else None,
+            "max_temperature_c": max(temps) if temps else None,
+            "min_sm_clock_mhz": min(clocks) if clocks else None,
+            "max_sm_clock_mhz": max(clocks) if clocks else None,
+        }
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        w = self._window
+        try:
+            mask = self._reasons()
+            temp = self._call("nvmlDeviceGetTemperature", self._handle,
+                              self._const("NVML_TEMPERATURE_GPU", 0))
+            clock = self._call("nvmlDeviceGetClockInfo", self._handle,
+                               self._const("NVML_CLOCK_SM", 1))
+        except Exception:  # noqa: BLE001 - a sampler thread must not die mid-window
+            with self._lock:
+                w["errors"] += 1
+            return
+        with self._lock:
+            w["samples"] += 1
+            if mask is not None:
+                w["mask"] |= mask
+            if temp is not None:
+                w["temps"].append(temp)
+            if clock is not None:
+                w["clocks"].append(clock)
+
+    # -- memory -------------------------------------------------------------
+
+    def compute_processes(self) -> list[dict[str, Any]]:
+        """Compute processes on this GPU with their memory in MB (None where hidden).
+
+        NVML reports host PIDs: inside a container with its own PID namespace the
+        PIDs do not match ``os.getpid()``.
+        """
+        if not self.available():
+            return []
+        procs = self._call("nvmlDeviceGetComputeRunningProcesses", self._handle) or []
+        out = []
+        for p in procs:
+            used = getattr(p, "usedGpuMemory", None)
+            out.append({"pid": int(p.pid),
+                        "used_mb": used / 2**20 if used is not None else None})
+        return out
+
+    def process_memory_mb(self, pid: int | None = None) -> float | None:
+        """GPU memory NVML attributes to ``pid`` (default: this process), in MB.
+
+        None when NVML is missing, the process is not listed (not yet using the GPU,
+        or a container PID namespace) or its usage is hidden.
+        """
+        pid = os.getpid() if pid is None else pid
+        total, found = 0.0, False
+        for p in self.compute_processes():
+            if p["pid"] == pid and p["used_mb"] is not None:
+                total += p["used_mb"]
+                found = True
+        return total if found else None
