@@ -108,7 +108,9 @@ def _decide(measured: float, low: float, high: float, budget: float, *, higher_i
 
 def _num(value: float) -> str:
     """A budget as written: ``2.0``, ``1.5``, ``2.25``, ``0.001``."""
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+    if round(value, 1) == value and 0.1 <= abs(value) < 1e6:
+        return f"{value:.1f}"
+    return f"{value:g}"
 
 
 def _interval(conf: float, low: float, high: float, fmt: str) -> str:

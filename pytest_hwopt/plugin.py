@@ -296,7 +296,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)
     assert bench.result is not None
     pyfuncitem.stash[record_key] = _record(pyfuncitem.nodeid, device, bench, checks)
-    failed = [c for c in checks if not c.passed]
+    # wrong outputs first: they explain why a speedup did not count
+    failed = sorted((c for c in checks if not c.passed), key=lambda c: c.kind != "accuracy")
     if failed and not settings.report_only:
         pytest.fail("\n".join(c.message for c in failed), pytrace=False)
     return result
