@@ -1,7 +1,8 @@
 """``hwopt.*`` marker factories: readable names for the ``hwopt_*`` pytest markers.
 
 Arguments are validated when a test is set up (one code path for both spellings),
-so a bad argument errors that test alone and it can never pass.
+so a bad argument errors that test alone and it can never pass. Unknown keywords
+are passed on for that validation to name them.
 """
 
 from __future__ import annotations
@@ -33,39 +34,43 @@ MARKERS = {
 
 
 class _Hwopt:
-    """Marker factories; each returns the ``pytest.mark.hwopt_*`` mark it stands for."""
+    """Marker factories; each returns the ``pytest.mark.hwopt_*`` mark it stands for.
 
-    def speedup(self, min: Budget, vs: str, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_speedup(min=min, vs=vs, of=of)
+    Required arguments default to None here so that leaving one out errors that
+    test at setup with the marker's name, rather than the whole module at import.
+    """
+
+    def speedup(self, min: Budget | None = None, vs: str | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_speedup(min=min, vs=vs, of=of, **unknown)
 
     def latency(self, p50_ms: Budget | None = None, p95_ms: Budget | None = None,
                 p99_ms: Budget | None = None, mean_ms: Budget | None = None,
-                of: str | None = None) -> pytest.MarkDecorator:
+                of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
         return pytest.mark.hwopt_latency(p50_ms=p50_ms, p95_ms=p95_ms, p99_ms=p99_ms,
-                                         mean_ms=mean_ms, of=of)
+                                         mean_ms=mean_ms, of=of, **unknown)
 
-    def throughput(self, min: Budget, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_throughput(min=min, of=of)
+    def throughput(self, min: Budget | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_throughput(min=min, of=of, **unknown)
 
-    def memory(self, max_mb: Budget, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_memory(max_mb=max_mb, of=of)
+    def memory(self, max_mb: Budget | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_memory(max_mb=max_mb, of=of, **unknown)
 
     def accuracy(self, atol: Budget | None = None, rtol: Budget | None = None,
-                 vs: str | None = None, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_accuracy(atol=atol, rtol=rtol, vs=vs, of=of)
+                 vs: str | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_accuracy(atol=atol, rtol=rtol, vs=vs, of=of, **unknown)
 
     def requires(self, device: str | Sequence[str] | None = None,
-                 backends: str | Sequence[str] | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_requires(device=device, backends=backends)
+                 backends: str | Sequence[str] | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_requires(device=device, backends=backends, **unknown)
 
-    def cold_start(self, max_s: Budget, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_cold_start(max_s=max_s, of=of)
+    def cold_start(self, max_s: Budget | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_cold_start(max_s=max_s, of=of, **unknown)
 
-    def energy(self, max_mj: Budget, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_energy(max_mj=max_mj, of=of)
+    def energy(self, max_mj: Budget | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_energy(max_mj=max_mj, of=of, **unknown)
 
-    def roofline(self, min_fraction: Budget, of: str | None = None) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_roofline(min_fraction=min_fraction, of=of)
+    def roofline(self, min_fraction: Budget | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_roofline(min_fraction=min_fraction, of=of, **unknown)
 
 
 hwopt = _Hwopt()

@@ -105,8 +105,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
     raw = {}
     for opt in opts.OPTIONS:
         value = config.getoption(opt.name)
