@@ -29,6 +29,8 @@ class Bench:
         self.tolerances: dict[str, tuple[float, float]] = {}
         #: budgets a preparation adds (the model path's accuracy gate)
         self.implicit_specs: list[Any] = []
+        #: variants that are references, never candidates (the model path's eager run)
+        self.references: set[str] = set()
 
     def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
                 bytes: float | None = None, flops: float | None = None) -> None:

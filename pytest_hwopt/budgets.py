@@ -55,15 +55,16 @@ class Check:
         return out
 
 
-def assign_roles(specs: Sequence[Spec], variants: Sequence[str]) -> list[tuple[Spec, str, str | None]]:
+def assign_roles(specs: Sequence[Spec], variants: Sequence[str],
+                 references: Sequence[str] = ()) -> list[tuple[Spec, str, str | None]]:
     """``(spec, candidate, reference)`` for each spec, or :class:`RoleError`.
 
-    The candidate is ``of=``; without it, the one variant that no ``vs=`` names.
-    An accuracy budget without ``vs`` compares with the reference the other
-    budgets name, when there is exactly one.
+    The candidate is ``of=``; without it, the one variant that no ``vs=`` names
+    (nor ``references``, e.g. the model path's eager reference). An accuracy
+    budget without ``vs`` compares with the reference, when there is exactly one.
     """
     listed = ", ".join(repr(v) for v in variants) or "none"
-    refs = {s.vs for s in specs if s.vs}
+    refs = {s.vs for s in specs if s.vs} | set(references)
     for name in refs | {s.of for s in specs if s.of}:
         if name not in variants:
             raise RoleError(f"budget names variant {name!r}, but the test measured {listed}")
@@ -196,6 +197,7 @@ def _evaluate_one(spec: Spec, param: str, budget: float, cand: Measurement,
     point = value >= budget if higher else value <= budget
     rel = (">=" if point else "<") if higher else ("<=" if point else ">")
     msg = f"{label} of {name}: {value:.4g} {unit} {rel} {_num(budget)} {unit}".replace("  ", " ")
+    msg = msg.rstrip()
     return _check(spec, name, budget, value, value, value, unit, PASSED if point else FAILED,
                   point, msg, param)
 
@@ -228,9 +230,11 @@ def tolerance_of(spec: Spec, device_keys: Sequence[str],
     """(atol, rtol) of an accuracy spec; what it leaves out comes from ``default``."""
     atol, rtol = default
     if "atol" in spec.values:
-        atol = resolve_budget(spec.values["atol"], device_keys)[0] or 0.0
+        found = resolve_budget(spec.values["atol"], device_keys)[0]
+        atol = atol if found is None else found  # no entry for this device: the default
     if "rtol" in spec.values:
-        rtol = resolve_budget(spec.values["rtol"], device_keys)[0] or 0.0
+        found = resolve_budget(spec.values["rtol"], device_keys)[0]
+        rtol = rtol if found is None else found
     return atol, rtol
 
 
@@ -289,13 +293,15 @@ def evaluate_all(
     device_keys: Sequence[str],
     confidence: float = 0.95,
     tolerances: Mapping[str, tuple[float, float]] | None = None,
+    references: Sequence[str] = (),
 ) -> list[Check]:
     """Every check of a test, speedups gated on accuracy. Raises :class:`RoleError`.
 
-    ``tolerances`` gives a variant's default (atol, rtol), e.g. by its precision.
+    ``tolerances`` gives a variant's default (atol, rtol), e.g. by its precision;
+    ``references`` names variants that are references without a ``vs=``.
     """
     checks: list[Check] = []
-    for spec, cand, ref in assign_roles(specs, list(measurements)):
+    for spec, cand, ref in assign_roles(specs, list(measurements), references):
         tol = (tolerances or {}).get(cand, TOLERANCES["fp32"])
         checks.extend(evaluate(spec, measurements[cand], measurements.get(ref) if ref else None,
                                device_keys, confidence, tol))

@@ -115,6 +115,7 @@ class Engine:
         before = self._snapshot()
         start = self._clock()
         rounds, target, stopped = 0, cfg.min_rounds, "min rounds"
+        cut_short = False
         while True:
             while rounds < target:
                 order = list(plans)
@@ -123,9 +124,11 @@ class Engine:
                     self._block(plan)
                 rounds += 1
                 if self._clock() - start >= cfg.max_time_s and rounds >= 3:
+                    cut_short = rounds < target
                     break
             elapsed = self._clock() - start
             if decided is None:
+                stopped = "time limit" if cut_short else stopped
                 break
             if decided(self._measurements(plans)):
                 stopped = "decided"
@@ -164,7 +167,7 @@ class Engine:
             calls += 1
             if calls >= 10_000:
                 break
-        per_call_ms = max(stats.median(recent) * 1000.0, 1e-6)
+        per_call_ms = max(stats.median(recent or [first_s]) * 1000.0, 1e-6)
         per_sample = max(1, math.ceil(cfg.min_sample_ms / per_call_ms))
         per_block = max(1, min(10_000, round(cfg.block_ms / (per_call_ms * per_sample))))
         plan = _Plan(variant, per_sample, per_block,

@@ -98,6 +98,7 @@ def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, m
     reference = backends[REFERENCE].prepare(model, inputs, device, "fp32")
     with torch.inference_mode():
         expected = reference(*inputs)
+    bench.references.add(REFERENCE)
     if REFERENCE not in bench.variants:
         bench.add(Variant(REFERENCE, lambda: reference(*inputs), prepare_s=0.0,
                           extra={"backend": REFERENCE, "precision": "fp32"}))

@@ -77,12 +77,15 @@ def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputD
                                  f"reference's {tuple(b.shape)}")
         a64 = a.astype(np.float64, copy=False)
         b64 = b.astype(np.float64, copy=False)
-        diff = np.abs(a64 - b64)
-        both_nan = np.isnan(a64) & np.isnan(b64)
-        diff = np.where(both_nan, 0.0, diff)
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        rel = diff / np.maximum(np.abs(b64), np.finfo(np.float64).tiny)
-        limit = atol + rtol * np.abs(b64)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            finite = np.isfinite(a64) & np.isfinite(b64)
+            # equal infinities, or NaN where the reference has NaN, agree; any other
+            # non-finite value is infinitely wrong
+            agree = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+            diff = np.where(finite, np.abs(a64 - b64), np.where(agree, 0.0, np.inf))
+            scale = np.where(np.isfinite(b64), np.abs(b64), 0.0)
+            rel = np.where(diff > 0, diff / np.maximum(scale, np.finfo(np.float64).tiny), 0.0)
+            limit = atol + rtol * scale
         bad += int(np.count_nonzero(diff > limit))
         total += diff.size
         if diff.size and float(diff.max()) > worst_abs:
@@ -90,5 +93,5 @@ def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputD
             worst_abs = float(diff.max())
             where = f"{path} at {tuple(int(i) for i in idx)}" if diff.ndim else path
         if diff.size:
-            worst_rel = max(worst_rel, float(np.max(np.where(diff > 0, rel, 0.0))))
+            worst_rel = max(worst_rel, float(np.max(rel)))
     return OutputDiff(bad == 0, worst_abs, worst_rel, where, bad, total, atol, rtol)

@@ -223,7 +223,7 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
             try:
                 checks = evaluate_all(_all_specs(specs, bench), measurements,
                                       device.budget_keys(), settings.confidence,
-                                      bench.tolerances)
+                                      bench.tolerances, sorted(bench.references))
             except RoleError:
                 return True  # reported after the run
             return not undecided(checks)
@@ -290,7 +290,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     measurements = bench.run()
     try:
         checks = evaluate_all(_all_specs(specs, bench), measurements, device.budget_keys(),
-                              settings.confidence, bench.tolerances)
+                              settings.confidence, bench.tolerances, sorted(bench.references))
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)

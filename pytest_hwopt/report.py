@@ -111,11 +111,18 @@ def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> 
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, default=_jsonable)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(value: Any) -> Any:

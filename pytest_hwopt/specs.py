@@ -7,6 +7,7 @@ Pure: no pytest, no torch. A marker becomes a :class:`Spec` through
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping, Sequence, Union
 
@@ -126,6 +127,8 @@ def parse_requires(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Requiremen
     for key, value in kwargs.items():
         if key not in allowed:
             raise SpecError(f"hwopt_requires: unknown argument {key!r}; it accepts device, backends")
+        if key in given:
+            raise SpecError(f"hwopt_requires: argument {key!r} given twice")
         given[key] = value
     if len(args) > len(allowed):
         raise SpecError("hwopt_requires: takes at most 2 positional arguments (device, backends)")
@@ -162,7 +165,7 @@ def _budget(marker: str, key: str, value: Any, *, allow_zero: bool) -> Budget:
 
 
 def _number(where: str, value: Any, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise SpecError(f"{where} must be a number or a per-device dict like "
                         f"{{'cpu': 1.5, 'cuda': 3.0}}, got {value!r}")
     number = float(value)

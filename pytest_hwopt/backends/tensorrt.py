@@ -1,20 +1,456 @@
-"""Native TensorRT (placeholder until the engine builder lands)."""
+"""Native TensorRT: ONNX -> serialized engine (cached on disk) -> ``execute_async_v3``.
+
+Written against TensorRT 10's documented Python API (``trt.Builder``,
+``builder.create_network(0)`` (explicit batch is the only mode in 10.x),
+``trt.OnnxParser``, ``config.set_memory_pool_limit``, optimization profiles,
+``builder.build_serialized_network``, ``trt.Runtime.deserialize_cuda_engine`` and the
+name-based I/O API: ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``).
+It is unverified on hardware until a GPU run proves it: the unit tests drive it with a
+fake ``tensorrt`` module only.
+
+Precisions: fp32; fp16 (``BuilderFlag.FP16``); int8 (``BuilderFlag.INT8`` with no
+calibrator). Implicit-quantization calibration is not provided, so int8 only runs the
+layers of an explicitly quantized (Q/DQ) ONNX model in int8; a plain fp32 graph built
+with the INT8 flag falls back to higher precision layer by layer (TensorRT warns
+"Missing scale and zero-point ... expect fall back to non-int8 implementation").
+``describe()`` says so and counts those warnings.
+
+Everything TensorRT-specific goes through ``_import_trt()`` so tests can replace it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
-from .base import Backend
+from .base import Backend, BackendError, missing_modules
+from .cache import ArtifactCache, file_digest
+from .ort import cached_onnx
+
+EXPORTERS = ("dynamo", "torchscript")
+MIN_MAJOR = 10
+INT8_NOTE = ("INT8 flag set without a calibrator (implicit-quantization calibration is not "
+             "provided): only explicitly quantized (Q/DQ) ONNX layers run in int8; layers of a "
+             "plain fp32 graph fall back to higher precision")
+INT8_FALLBACK_TEXT = "fall back to non-int8"
+
+# TensorRT DataType member -> torch dtype attribute
+_DTYPES = (("FLOAT", "float32"), ("HALF", "float16"), ("BF16", "bfloat16"),
+           ("INT8", "int8"), ("INT32", "int32"), ("INT64", "int64"), ("BOOL", "bool"),
+           ("UINT8", "uint8"))
+
+
+# --- imports and availability ----------------------------------------------------------------
+
+
+def _import_trt() -> Any:
+    """The real ``tensorrt`` module (the one place it is imported; tests replace this)."""
+    import tensorrt
+
+    return tensorrt
+
+
+def trt_import() -> tuple[Any | None, str | None]:
+    """``(tensorrt module, None)`` or ``(None, why it cannot be used)``."""
+    try:
+        trt = _import_trt()
+    except ModuleNotFoundError as exc:
+        if exc.name in (None, "tensorrt"):
+            return None, "tensorrt not installed"
+        return None, f"tensorrt import failed: {_first_line(exc)}"
+    except (ImportError, OSError) as exc:
+        # the Python bindings without their libraries: "libnvinfer.so.10: cannot open ..."
+        return None, f"tensorrt import failed: {_first_line(exc)}"
+    version = str(getattr(trt, "__version__", "") or "")
+    major = version.split(".", 1)[0]
+    if not major.isdigit():
+        return None, f"tensorrt has no usable __version__ ({version or 'none'})"
+    if int(major) < MIN_MAJOR:
+        return None, (f"tensorrt {version} is older than {MIN_MAJOR}.0; this backend uses the "
+                      "TensorRT 10 API")
+    return trt, None
+
+
+def _cuda_problem() -> str | None:
+    """Why torch cannot reach a CUDA device, or None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        why = ("a CPU build" if torch.version.cuda is None else "without a usable CUDA device")
+        return f"TensorRT here needs torch with CUDA (torch {torch.__version__} is {why})"
+    return None
+
+
+def _require_trt() -> Any:
+    trt, reason = trt_import()
+    if trt is None:
+        raise BackendError(f"TensorRT unavailable: {reason}")
+    return trt
+
+
+# --- pure plumbing ---------------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class MessageLog:
+    """Errors and warnings a TensorRT logger received (info and verbose are dropped)."""
+
+    def __init__(self, keep: int = 20) -> None:
+        self.keep = keep
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.warning_count = 0
+        self.int8_fallbacks = 0
+
+    def record(self, severity: Any, msg: str) -> None:
+        level = str(getattr(severity, "name", severity)).rsplit(".", 1)[-1].upper()
+        msg = str(msg).strip()
+        if level in ("ERROR", "INTERNAL_ERROR"):
+            if len(self.errors) < self.keep:
+                self.errors.append(msg)
+        elif level == "WARNING":
+            self.warning_count += 1
+            if INT8_FALLBACK_TEXT in msg:
+                self.int8_fallbacks += 1
+            if len(self.warnings) < self.keep:
+                self.warnings.append(msg)
+
+    def error_text(self, default: str = "no error was logged") -> str:
+        return "; ".join(self.errors) if self.errors else default
+
+
+def make_logger(trt: Any) -> Any:
+    """A ``trt.ILogger`` subclass instance whose ``messages`` is a :class:`MessageLog`."""
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # the docs require calling the base explicitly
+            self.messages = MessageLog()
+
+        def log(self, severity: Any, msg: str) -> None:
+            self.messages.record(severity, msg)
+
+    return CollectingLogger()
+
+
+_LOGGERS: list[tuple[Any, Any]] = []
+
+
+def shared_logger(trt: Any) -> Any:
+    """One logger per ``tensorrt`` module, its messages cleared for the next phase.
+
+    TensorRT warns when builders and runtimes are created with different loggers, so
+    every build and load in this process shares one.
+    """
+    for module, logger in _LOGGERS:
+        if module is trt:
+            break
+    else:
+        logger = make_logger(trt)
+        _LOGGERS.append((trt, logger))
+    logger.messages = MessageLog()
+    return logger
+
+
+def torch_dtype(trt: Any, trt_dtype: Any) -> Any:
+    """The torch dtype of a ``trt.DataType``; BackendError for types torch cannot hold."""
+    import torch
+
+    for member, torch_name in _DTYPES:
+        candidate = getattr(trt.DataType, member, None)
+        if candidate is not None and trt_dtype == candidate:
+            return getattr(torch, torch_name)
+    raise BackendError(f"TensorRT tensor type {trt_dtype} has no torch equivalent "
+                       f"(supported: {', '.join(m for m, _ in _DTYPES)})")
+
+
+def engine_cache_key(cache: ArtifactCache, onnx_name: str, onnx_sha256: str, precision: str,
+                     trt_version: str, gpu_name: str, compute_capability: str,
+                     workspace_mb: int, input_shapes: Sequence[Sequence[int]]) -> str:
+    """Key of a serialized engine: everything the plan file depends on."""
+    return cache.key("tensorrt-engine", onnx_name, onnx_sha256, precision, trt_version,
+                     gpu_name, compute_capability, workspace_mb,
+                     [list(s) for s in input_shapes])
+
+
+def profile_shapes(network_shape: Sequence[int], example_shape: Sequence[int]
+                   ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """``(min, opt, max)`` for an input with dynamic (-1) dims, None when it is static.
+
+    Dynamic dims range from 1 to the example's size, optimised for the example.
+    """
+    dims = tuple(int(d) for d in network_shape)
+    if all(d >= 0 for d in dims):
+        return None
+    example = tuple(int(d) for d in example_shape)
+    if len(example) != len(dims):
+        raise BackendError(f"TensorRT input has rank {len(dims)} {dims} but the example input "
+                           f"has shape {example}")
+    low = tuple(1 if d < 0 else d for d in dims)
+    return low, example, example
+
+
+def build_serialized(trt: Any, onnx_bytes: bytes, precision: str, workspace_mb: int,
+                     input_shapes: Sequence[Sequence[int]], logger: Any = None
+                     ) -> tuple[Any, dict[str, Any]]:
+    """Parse ONNX and build a serialized engine; returns it and facts about the build."""
+    logger = logger if logger is not None else shared_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise BackendError("TensorRT ONNX parse failed: "
+                           + ("; ".join(errors) or logger.messages.error_text()))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+    elif precision != "fp32":
+        raise BackendError(f"TensorRT precision {precision!r} is not one of fp32, fp16, int8")
+    profile: dict[str, list[list[int]]] = {}
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    for i, tensor in enumerate(inputs):
+        shape = tuple(tensor.shape)
+        if all(int(d) >= 0 for d in shape):
+            continue
+        if i >= len(input_shapes):
+            raise BackendError(f"TensorRT input {tensor.name} has dynamic shape {shape} but "
+                               f"only {len(input_shapes)} example input(s) were given")
+        shapes = profile_shapes(shape, input_shapes[i])
+        assert shapes is not None
+        profile[tensor.name] = [list(s) for s in shapes]
+    if profile:
+        opt_profile = builder.create_optimization_profile()
+        for name, (low, opt, high) in profile.items():
+            opt_profile.set_shape(name, low, opt, high)
+        config.add_optimization_profile(opt_profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError("TensorRT engine build failed: " + logger.messages.error_text())
+    facts = {"optimization_profile": profile or None,
+             "build_warnings": logger.messages.warning_count,
+             "build_warning_samples": logger.messages.warnings[:5]}
+    if precision == "int8":
+        facts["int8_fallback_warnings"] = logger.messages.int8_fallbacks
+    return serialized, facts
+
+
+def io_names(trt: Any, engine: Any) -> tuple[list[str], list[str]]:
+    """Engine input and output tensor names, in engine order."""
+    inputs, outputs = [], []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(name)
+    return inputs, outputs
+
+
+def order_inputs(engine_inputs: Sequence[str], graph_inputs: Sequence[str] | None) -> list[str]:
+    """Engine inputs in the ONNX graph's order (the order of the model's tensor arguments)."""
+    if graph_inputs and sorted(graph_inputs) == sorted(engine_inputs):
+        return list(graph_inputs)
+    return list(engine_inputs)
+
+
+def stage_input(x: Any, dtype: Any, target: Any) -> Any:
+    """``x`` on ``target``, contiguous and of ``dtype``: itself when it already is."""
+    return x.to(device=target, dtype=dtype).contiguous()
+
+
+def make_runner(trt: Any, engine: Any, context: Any, input_names: Sequence[str],
+                output_names: Sequence[str], device: Any, stream_handle: Callable[[], int],
+                keep_alive: Sequence[Any] = ()) -> Callable[..., tuple[Any, ...]]:
+    """A callable taking the model's tensors and returning a tuple of output tensors.
+
+    Inputs are made contiguous and of the engine's input dtypes; outputs are allocated by
+    torch from the context's shapes. Work is enqueued on ``stream_handle()`` without a
+    synchronize: the caller's timer waits for the stream.
+    """
+    import torch
+
+    in_dtypes = [torch_dtype(trt, engine.get_tensor_dtype(n)) for n in input_names]
+    out_dtypes = [torch_dtype(trt, engine.get_tensor_dtype(n)) for n in output_names]
+    target = device.torch_device
+
+    def run(*inputs: Any) -> tuple[Any, ...]:
+        _ = keep_alive  # logger, runtime and engine must outlive the context
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        if len(tensors) != len(input_names):
+            raise BackendError(f"TensorRT engine takes {len(input_names)} input(s) "
+                               f"({', '.join(input_names)}), got {len(tensors)} tensor(s)")
+        staged = []
+        for name, dtype, x in zip(input_names, in_dtypes, tensors):
+            x = stage_input(x, dtype, target)
+            staged.append(x)  # alive until enqueued; later reuse is ordered on the stream
+            if context.set_input_shape(name, tuple(x.shape)) is False:
+                raise BackendError(f"TensorRT rejected shape {tuple(x.shape)} for input "
+                                   f"{name} (outside the engine's optimization profile?)")
+            context.set_tensor_address(name, x.data_ptr())
+        outputs = []
+        for name, dtype in zip(output_names, out_dtypes):
+            shape = tuple(int(d) for d in context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise BackendError(f"TensorRT output {name} has data-dependent shape {shape}; "
+                                   "this backend allocates outputs before running")
+            out = torch.empty(shape, dtype=dtype, device=target)
+            context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        if context.execute_async_v3(stream_handle()) is False:
+            raise BackendError("TensorRT execute_async_v3 failed to enqueue the engine")
+        return tuple(outputs)
+
+    return run
+
+
+# --- device helpers (replaced in tests) ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _on_device(device: Any) -> Iterator[None]:
+    """Make ``device`` torch's (and so TensorRT's) current CUDA device."""
+    import torch
+
+    with torch.cuda.device(device.index or 0):
+        yield
+
+
+def _stream_handle(device: Any) -> Callable[[], int]:
+    import torch
+
+    index = device.index or 0
+    return lambda: torch.cuda.current_stream(index).cuda_stream
+
+
+def gpu_identity(device: Any) -> tuple[str, str]:
+    """GPU name and compute capability, from the device facts or torch."""
+    facts = getattr(device, "facts", {}) or {}
+    if facts.get("gpu") and facts.get("compute_capability"):
+        return str(facts["gpu"]), str(facts["compute_capability"])
+    import torch
+
+    props = torch.cuda.get_device_properties(device.index or 0)
+    return props.name, f"{props.major}.{props.minor}"
+
+
+# --- the backend -----------------------------------------------------------------------------
 
 
 class TensorRTBackend(Backend):
+    """ONNX export, a TensorRT engine built once per GPU/precision/version and cached."""
+
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8")
+    requires_modules = ("torch", "onnx")
 
-    def __init__(self, cache: Any) -> None:
-        self.cache = cache
+    def __init__(self, cache: ArtifactCache, workspace_mb: int = 1024,
+                 exporters: Sequence[str] = EXPORTERS,
+                 dynamic_axes: dict[int, dict[int, str]] | None = None,
+                 name: str | None = None) -> None:
+        if workspace_mb <= 0:
+            raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
+        self.cache, self.workspace_mb = cache, int(workspace_mb)
+        self.exporters, self.dynamic_axes = tuple(exporters), dynamic_axes
+        if name:
+            self.name = name
+        self._facts: dict[str, Any] = {}
 
     def unavailable_reason(self, device: Any) -> str | None:
         if device.kind != "cuda":
-            return "TensorRT needs an NVIDIA GPU (device is cpu)"
-        return "not implemented yet"
+            return f"TensorRT needs an NVIDIA GPU (device is {device.kind})"
+        reason = missing_modules(self.requires_modules)
+        if reason:
+            return reason
+        reason = _cuda_problem()
+        if reason:
+            return reason
+        return trt_import()[1]
+
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+                precision: str) -> Callable[..., Any]:
+        import torch
+
+        if precision not in self.precisions:
+            raise BackendError(f"TensorRT precision {precision!r} is not one of "
+                               f"{', '.join(self.precisions)}")
+        trt = _require_trt()
+        onnx_path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
+                                       self.dynamic_axes)
+        shapes = [tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)]
+        gpu, capability = gpu_identity(device)
+        version = str(trt.__version__)
+        key = engine_cache_key(self.cache, onnx_path.name, file_digest(onnx_path), precision,
+                               version, gpu, capability, self.workspace_mb, shapes)
+
+        def build(out: Path) -> dict[str, Any]:
+            start = time.perf_counter()
+            with _on_device(device):
+                serialized, built = build_serialized(trt, onnx_path.read_bytes(), precision,
+                                                     self.workspace_mb, shapes)
+            with open(out, "wb") as fh:
+                fh.write(serialized)
+            return {**built, "engine_build_s": round(time.perf_counter() - start, 3)}
+
+        path, manifest, hit = self.cache.get_or_build(key, ".engine", build)
+        logger = shared_logger(trt)
+        start = time.perf_counter()
+        with _on_device(device):
+            runtime, engine = _deserialize(trt, logger, path)
+            rebuilt = False
+            if engine is None and hit:
+                # the checksum matched but TensorRT rejects the plan: rebuild it once
+                path.unlink(missing_ok=True)
+                path, manifest, hit = self.cache.get_or_build(key, ".engine", build)
+                runtime, engine = _deserialize(trt, logger, path)
+                rebuilt = True
+            if engine is None:
+                raise BackendError("TensorRT engine deserialization failed: "
+                                   + logger.messages.error_text())
+            context = engine.create_execution_context()
+            if context is None:
+                raise BackendError("TensorRT could not create an execution context: "
+                                   + logger.messages.error_text())
+        load_s = time.perf_counter() - start
+        engine_inputs, outputs = io_names(trt, engine)
+        inputs = order_inputs(engine_inputs, facts.get("graph_inputs"))
+        built = manifest.get("facts", {})
+        self._facts = {
+            **facts,
+            "precision": precision,
+            "tensorrt": version,
+            "gpu": gpu,
+            "compute_capability": capability,
+            "workspace_mb": self.workspace_mb,
+            "engine_path": str(path),
+            "engine_cached": hit,
+            "engine_rebuilt_after_load_failure": rebuilt,
+            "engine_build_s": None if hit else built.get("engine_build_s"),
+            "cached_engine_build_s": built.get("engine_build_s") if hit else None,
+            "engine_load_s": round(load_s, 3),
+            "optimization_profile": built.get("optimization_profile"),
+            "build_warnings": built.get("build_warnings"),
+            "engine_inputs": {n: str(engine.get_tensor_dtype(n)) for n in inputs},
+            "engine_outputs": {n: str(engine.get_tensor_dtype(n)) for n in outputs},
+            "hardware_verified": False,
+        }
+        if precision == "int8":
+            self._facts["int8"] = INT8_NOTE
+            self._facts["int8_fallback_warnings"] = built.get("int8_fallback_warnings")
+        return make_runner(trt, engine, context, inputs, outputs, device,
+                           _stream_handle(device), keep_alive=(logger, runtime, engine))
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._facts)
+
+
+def _deserialize(trt: Any, logger: Any, path: Path) -> tuple[Any, Any]:
+    """``(runtime, engine or None)``; the runtime is kept alive alongside the engine."""
+    runtime = trt.Runtime(logger)
+    return runtime, runtime.deserialize_cuda_engine(path.read_bytes())

@@ -335,8 +335,6 @@ def test_roofline_higher_is_better():
     assert check.message.startswith("roofline fraction of v: 0.6 < 0.7")
 
 
-@pytest.mark.xfail(strict=True, reason="budgets._evaluate_one: a unitless budget (roofline) "
-                                       "leaves a trailing space in the message")
 def test_roofline_message_has_no_trailing_space():
     m = measurement("v", extra={"roofline_fraction": 0.6})
     (check,) = evaluate(spec("roofline", min_fraction=0.5), m, None, CPU)

@@ -108,17 +108,12 @@ def test_nan_in_candidate_only_is_a_mismatch():
     assert diff.where == "output at (1,)"
 
 
-@pytest.mark.xfail(strict=True, reason="outputs.compare: NaN in the reference makes the "
-                                       "limit atol+rtol*|ref| NaN, so 'diff > limit' is False "
-                                       "and a finite candidate value passes")
 def test_nan_in_reference_only_is_a_mismatch():
     diff = compare(np.array([1.0, 2.0]), np.array([1.0, np.nan]), 1e-4, 1e-4)
     assert not diff.ok
     assert diff.mismatched == 1
 
 
-@pytest.mark.xfail(strict=True, reason="outputs.compare: an infinite reference makes the limit "
-                                       "infinite, so any candidate value (finite or -inf) passes")
 def test_infinite_reference_needs_the_same_infinity():
     with warnings.catch_warnings():  # isolate the verdict from the RuntimeWarning below
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -127,8 +122,6 @@ def test_infinite_reference_needs_the_same_infinity():
     assert diff.mismatched == 2
 
 
-@pytest.mark.xfail(strict=True, reason="outputs.compare: inf - inf is NaN, turned into an "
-                                       "error of inf, so equal infinities report max_abs=inf")
 def test_equal_infinities_have_zero_error():
     ref = np.array([1.0, np.inf, -np.inf])
     with warnings.catch_warnings():
@@ -138,9 +131,6 @@ def test_equal_infinities_have_zero_error():
     assert diff.max_abs == 0.0 and diff.where == "-"
 
 
-@pytest.mark.xfail(strict=True, reason="outputs.compare: inf - inf emits 'RuntimeWarning: "
-                                       "invalid value encountered in subtract', an error under "
-                                       "filterwarnings=error")
 def test_equal_infinities_compare_without_warning():
     ref = np.array([1.0, np.inf, -np.inf])
     with warnings.catch_warnings():
@@ -148,10 +138,6 @@ def test_equal_infinities_compare_without_warning():
         compare(ref.copy(), ref, 1e-4, 1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="outputs.compare: the relative error divides by "
-                                       "max(|ref|, float64 tiny); a reference 0 and a difference "
-                                       "above ~4 overflow with a RuntimeWarning (an error under "
-                                       "filterwarnings=error)")
 def test_difference_from_zero_reference_has_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

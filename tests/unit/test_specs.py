@@ -219,8 +219,6 @@ def test_parse_requires_errors():
         parse_requires((), {"backends": 1.0})
 
 
-@pytest.mark.xfail(strict=True, reason="parse_requires lets a keyword silently override the "
-                                       "same positional argument; parse_marker rejects this")
 def test_parse_requires_rejects_argument_given_twice():
     with pytest.raises(SpecError, match="given twice"):
         parse_requires(("cpu",), {"device": "cuda"})
