@@ -14,15 +14,17 @@ class Bench:
 
     Collaborators are passed in so this class knows nothing of pytest: the engine,
     a factory for the "is every verdict clear?" callback, and a context manager
-    that holds the device while measuring.
+    around the run (holds the device, watches it) that yields a dict of telemetry.
     """
 
     def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
-                 hold_device: Callable[[], Any] | None = None,
-                 prepare_model: Callable[..., list[Variant]] | None = None) -> None:
+                 around_run: Callable[[], Any] | None = None,
+                 prepare_model: Callable[..., str] | None = None) -> None:
         self._engine = engine
         self._decided = decided
-        self._hold = hold_device
+        self._around = around_run
+        #: what the device reported while the variants ran (NVML on CUDA)
+        self.telemetry: dict[str, Any] = {}
         self._prepare_model = prepare_model
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
@@ -70,21 +72,26 @@ class Bench:
         self.result = None
 
     def model(self, module: Any, example_inputs: Any, *, precision: str = "fp32",
-              name: str | None = None) -> None:
-        """Prepare ``module`` on the current backend and register it with the eager reference."""
+              name: str | None = None, backend: str | None = None) -> str:
+        """Prepare ``module`` and register it beside the eager reference ``pytorch``.
+
+        The backend is the test's ``hwopt_backend``, or ``backend=`` to compare
+        several prepared variants in one test. Returns the variant's name.
+        """
         if self._prepare_model is None:
-            raise RuntimeError("hwopt_bench.model() needs the hwopt_backend fixture: add "
-                               "hwopt_backend to the test's arguments")
-        self._prepare_model(self, module, example_inputs, precision=precision, name=name)
+            raise RuntimeError("hwopt_bench.model() is only available inside a pytest session")
+        return self._prepare_model(self, module, example_inputs, precision=precision, name=name,
+                                   backend=backend)
 
     def run(self) -> Mapping[str, Measurement]:
         """Measure all registered variants now; name -> :class:`Measurement`."""
         if not self.variants:
             raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
         if self.result is None:
-            if self._hold is None:
+            if self._around is None:
                 self.result = self._engine.run(list(self.variants.values()), self._decided())
             else:
-                with self._hold():
+                with self._around() as seen:
                     self.result = self._engine.run(list(self.variants.values()), self._decided())
+                self.telemetry = seen
         return self.result.measurements

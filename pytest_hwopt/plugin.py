@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -32,6 +33,7 @@ class State:
         self.records: list[dict[str, Any]] = []
         self._device: Device | None = None
         self._backends: dict[str, Any] | None = None
+        self._monitor: Any = None
 
     def device(self) -> Device:
         """The measured device, resolved once (``auto`` resolves on first use)."""
@@ -56,22 +58,49 @@ class State:
             self._backends = base.collect(self.config.hook.pytest_hwopt_backends(config=self.config))
         return self._backends
 
-    @contextlib.contextmanager
-    def hold_device(self) -> Iterator[None]:
-        """Under pytest-xdist, one worker at a time measures on a device."""
-        if "PYTEST_XDIST_WORKER" not in os.environ:
-            yield
-            return
-        from .devlock import device_lock
+    def monitor(self) -> Any:
+        """NVML telemetry for the device (inactive on a CPU or without NVML)."""
+        if self._monitor is None:
+            from .monitoring import DeviceMonitor
 
-        with device_lock(self.device().torch_device):
-            yield
+            self._monitor = DeviceMonitor(self.device())
+        return self._monitor
+
+    def peaks(self) -> dict[str, Any]:
+        """Copy bandwidth and GEMM TFLOP/s of the device, measured once per machine and cached."""
+        device = self.device()
+        if not device.peak:
+            from .peaks import measure_peaks, published_peak
+
+            cache = self.config.cache.mkdir("hwopt-peaks") if getattr(
+                self.config, "cache", None) is not None else None
+            device.peak = measure_peaks(device, cache_dir=cache)
+            published = published_peak(device.name)
+            if published:
+                device.peak["published"] = published
+        return device.peak
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[dict[str, Any]]:
+        """Around a run: under pytest-xdist one worker at a time per device; NVML watching."""
+        with contextlib.ExitStack() as stack:
+            if "PYTEST_XDIST_WORKER" in os.environ:
+                from .devlock import device_lock
+
+                stack.enter_context(device_lock(self.device().torch_device))
+            seen = stack.enter_context(self.monitor().window())
+            yield seen
 
 
 state_key = pytest.StashKey[State]()
 specs_key = pytest.StashKey["list[Spec]"]()
 bench_key = pytest.StashKey[Bench]()
 record_key = pytest.StashKey["dict[str, Any]"]()
+
+
+def settings_of(config: pytest.Config) -> opts.Settings:
+    """The parsed ``--hwopt-*`` settings of a session (for conftests that build backends)."""
+    return config.stash[state_key].settings
 
 
 def _worker_device(spec: str, config: pytest.Config) -> str:
@@ -144,7 +173,7 @@ def pytest_hwopt_backends(config: pytest.Config) -> list[Any]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "hwopt_backend" not in metafunc.fixturenames:
+    if "hwopt_backend" not in metafunc.fixturenames or _parametrized_by_test(metafunc):
         return
     state = metafunc.config.stash[state_key]
     names = list(state.settings.backends)
@@ -156,6 +185,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # none available: keep them all, so each skips with its reason instead of vanishing
         names = names or candidates
     metafunc.parametrize("hwopt_backend", names, indirect=True, ids=names)
+
+
+def _parametrized_by_test(metafunc: pytest.Metafunc) -> bool:
+    """The test picks its backends itself: ``parametrize("hwopt_backend", [...], indirect=True)``."""
+    for mark in metafunc.definition.iter_markers(name="parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "hwopt_backend" in names:
+            return True
+    return False
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -211,6 +251,9 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     config = EngineConfig(warmup_ms=settings.warmup_ms, block_ms=settings.block_ms,
                           min_rounds=settings.min_rounds, max_time_s=settings.max_time_s,
                           seed=settings.seed)
+    if device.kind == "cpu" and "torch" in sys.modules:
+        # every variant runs with the same explicit thread count (--hwopt-threads)
+        sys.modules["torch"].set_num_threads(settings.threads)
     engine = Engine(config, timer=device.timer(), memory=device.memory())
     specs = item.stash.get(specs_key, [])
     bench: Bench
@@ -230,28 +273,37 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
 
         return clear
 
-    prepare_model = None
-    if "hwopt_backend" in item.fixturenames:
-        backend_name = request.getfixturevalue("hwopt_backend")
+    fixture_backend = (request.getfixturevalue("hwopt_backend")
+                       if "hwopt_backend" in item.fixturenames else None)
 
-        def prepare_model(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
-                          name: str | None) -> None:
-            from . import modelpath
-            from .backends.base import BackendError
+    def prepare_model(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
+                      name: str | None, backend: str | None) -> str:
+        from . import modelpath
+        from .backends.base import BackendError
 
-            try:
-                modelpath.register(bench, state.backends(), backend_name, module,
-                                   example_inputs, device, precision, name, settings.threads,
-                                   _accuracy_override(specs, device), settings.seed,
-                                   _progress(request.config))
-            except BackendError as exc:
-                pytest.fail(str(exc), pytrace=False)
-            except modelpath.Unsupported as exc:
-                pytest.skip(f"hwopt: {exc}")
-            except modelpath.WrongOutputs as exc:
-                pytest.fail(str(exc), pytrace=False)
+        chosen = backend or fixture_backend
+        if chosen is None:
+            raise ValueError("hwopt_bench.model(): pass backend=<name> or request the "
+                             "hwopt_backend fixture")
+        backends = state.backends()
+        if chosen not in backends:
+            raise ValueError(f"hwopt_bench.model(): unknown backend {chosen!r}; known: "
+                             f"{', '.join(backends)}")
+        reason = backends[chosen].unavailable_reason(device)
+        if reason:
+            pytest.skip(f"hwopt: backend {chosen} unavailable on {device.torch_device}: "
+                        f"{reason}")
+        try:
+            return modelpath.register(bench, backends, chosen, module, example_inputs, device,
+                                      precision, name, settings.threads,
+                                      _accuracy_override(specs, device), settings.seed,
+                                      _progress(request.config))
+        except (BackendError, modelpath.WrongOutputs) as exc:
+            pytest.fail(str(exc), pytrace=False)
+        except modelpath.Unsupported as exc:
+            pytest.skip(f"hwopt: {exc}")
 
-    bench = Bench(engine, decided, state.hold_device, prepare_model)
+    bench = Bench(engine, decided, state.measuring, prepare_model)
     item.stash[bench_key] = bench
     return bench
 
@@ -261,10 +313,10 @@ def hwopt_backend(request: pytest.FixtureRequest) -> str:
     """The backend this test instance runs on; parametrized over ``--hwopt-backends``."""
     name: str = getattr(request, "param", "")
     state = request.config.stash[state_key]
-    if not name:
-        raise pytest.UsageError("hwopt_backend is parametrized by pytest-hwopt; do not "
-                                "parametrize it yourself")
-    backend = state.backends()[name]
+    backends = state.backends()
+    if name not in backends:
+        raise ValueError(f"hwopt_backend: unknown backend {name!r}; known: {', '.join(backends)}")
+    backend = backends[name]
     reason = backend.unavailable_reason(state.device())
     if reason:
         pytest.skip(f"hwopt: backend {name} unavailable on {state.device().torch_device}: "
@@ -288,6 +340,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     settings = state.settings
     device = state.device()
     measurements = bench.run()
+    _annotate(state, bench, specs)
     try:
         checks = evaluate_all(_all_specs(specs, bench), measurements, device.budget_keys(),
                               settings.confidence, bench.tolerances, sorted(bench.references))
@@ -301,6 +354,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     if failed and not settings.report_only:
         pytest.fail("\n".join(c.message for c in failed), pytrace=False)
     return result
+
+
+def _annotate(state: State, bench: Bench, specs: list[Spec]) -> None:
+    """Roofline figures for variants that declared their work; energy per call on NVIDIA GPUs."""
+    from . import monitoring
+
+    measurements = bench.run()
+    if any("bytes" in m.extra or "flops" in m.extra for m in measurements.values()):
+        monitoring.annotate_roofline(measurements, state.peaks())
+    monitor = state.monitor()
+    if monitor.active:
+        for name, m in measurements.items():
+            m.extra["energy_mj_per_call"] = monitor.energy_per_call(bench.variants[name].fn)
 
 
 def _all_specs(specs: list[Spec], bench: Bench) -> list[Spec]:
@@ -341,6 +407,7 @@ def _record(nodeid: str, device: Device, bench: Bench, checks: list[Check]) -> d
         "stopped": run.stopped,
         "elapsed_s": run.elapsed_s,
         "contention": run.contention.to_dict(),
+        "telemetry": bench.telemetry,
         "results": [m.to_dict() for m in run.measurements.values()],
         "checks": [c.to_dict() for c in checks],
     }

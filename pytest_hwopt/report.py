@@ -30,6 +30,8 @@ def summary_rows(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
         flags = []
         if (rec.get("contention") or {}).get("contended"):
             flags.append("contended")
+        if (rec.get("telemetry") or {}).get("throttled"):
+            flags.append("throttled")
         for check in rec.get("checks", []):
             status = check["status"]
             if status == "inconclusive":

@@ -377,6 +377,7 @@ class TensorRTBackend(Backend):
                 precision: str) -> Callable[..., Any]:
         import torch
 
+        self._facts = {}
         if precision not in self.precisions:
             raise BackendError(f"TensorRT precision {precision!r} is not one of "
                                f"{', '.join(self.precisions)}")
@@ -436,6 +437,7 @@ class TensorRTBackend(Backend):
             "engine_load_s": round(load_s, 3),
             "optimization_profile": built.get("optimization_profile"),
             "build_warnings": built.get("build_warnings"),
+            "build_warning_samples": built.get("build_warning_samples"),
             "engine_inputs": {n: str(engine.get_tensor_dtype(n)) for n in inputs},
             "engine_outputs": {n: str(engine.get_tensor_dtype(n)) for n in outputs},
             "hardware_verified": False,
