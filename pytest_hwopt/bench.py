@@ -25,6 +25,7 @@ class Bench:
         self._around = around_run
         #: what the device reported while the variants ran (NVML on CUDA)
         self.telemetry: dict[str, Any] = {}
+        self.notes: dict[str, Any] = {}
         self._prepare_model = prepare_model
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
@@ -61,6 +62,12 @@ class Bench:
                 extra[key] = float(value)
         self.variants[name] = Variant(name, fn, items, extra=extra)
         self.result = None
+
+    def note(self, name: str, value: Any) -> None:
+        """Attach a derived figure to this test's results (JSON ``notes``, the summary)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hwopt_bench.note: name must be a non-empty string, got {name!r}")
+        self.notes[name] = value
 
     def add(self, variant: Variant, tolerance: tuple[float, float] | None = None) -> None:
         """Register a prepared variant (the model path)."""

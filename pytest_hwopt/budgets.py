@@ -17,6 +17,7 @@ from .measurement import Measurement
 from .specs import TOLERANCES, Spec, resolve_budget
 
 PASSED, FAILED, INCONCLUSIVE, SKIPPED = "passed", "failed", "inconclusive", "skipped"
+REPORTED = "reported"  # measured without a budget
 
 
 class RoleError(ValueError):
@@ -47,7 +48,7 @@ class Check:
         """Whether the check holds; an inconclusive one counts by its point estimate."""
         if self.status == INCONCLUSIVE:
             return bool(self.detail.get("point_passed", False))
-        return self.status in (PASSED, SKIPPED)
+        return self.status in (PASSED, SKIPPED, REPORTED)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -280,6 +281,26 @@ def gate_on_accuracy(checks: list[Check]) -> None:
             check.status = FAILED
             check.detail["point_passed"] = False
             check.message += f" -- not counted: outputs of {check.variant} are wrong"
+
+
+def reported_speedups(measurements: Mapping[str, Measurement], references: Sequence[str],
+                      checks: Sequence[Check], confidence: float = 0.95) -> list[Check]:
+    """Speedup of each candidate over each reference that no budget covers, for the report."""
+    covered = {(c.variant, c.vs) for c in checks if c.kind == "speedup"}
+    out = []
+    for ref in references:
+        if ref not in measurements:
+            continue
+        for name, m in measurements.items():
+            if name in references or (name, ref) in covered:
+                continue
+            ratio, low, high = stats.ratio_of_medians(measurements[ref].rounds_ms, m.rounds_ms,
+                                                      confidence)
+            out.append(Check("speedup", name, ref, None, ratio, low, high, "x", REPORTED,
+                             f"speedup of {name} vs {ref}: {ratio:.2f}x "
+                             f"{_interval(confidence, low, high, '{:.2f}')} (no budget)",
+                             metric="min"))
+    return out
 
 
 def undecided(checks: Sequence[Check]) -> bool:

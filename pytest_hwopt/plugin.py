@@ -15,7 +15,7 @@ import pytest
 
 from . import options as opts
 from .bench import Bench
-from .budgets import Check, RoleError, evaluate_all, undecided
+from .budgets import Check, RoleError, evaluate_all, reported_speedups, undecided
 from .devices import Device, DeviceError
 from .engine import Engine, EngineConfig
 from .markers import MARKERS, marker_arguments
@@ -346,6 +346,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
                               settings.confidence, bench.tolerances, sorted(bench.references))
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
+    checks += reported_speedups(measurements, sorted(bench.references), checks,
+                                settings.confidence)
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)
     assert bench.result is not None
     pyfuncitem.stash[record_key] = _record(pyfuncitem.nodeid, device, bench, checks)
@@ -408,6 +410,7 @@ def _record(nodeid: str, device: Device, bench: Bench, checks: list[Check]) -> d
         "elapsed_s": run.elapsed_s,
         "contention": run.contention.to_dict(),
         "telemetry": bench.telemetry,
+        "notes": dict(bench.notes),
         "results": [m.to_dict() for m in run.measurements.values()],
         "checks": [c.to_dict() for c in checks],
     }
@@ -430,6 +433,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.write_sep("-", "hwopt summary")
     for line in report.table(report.summary_rows(state.records), report.SUMMARY_HEADER):
+        tr.write_line(line)
+    for line in report.note_lines(state.records):
         tr.write_line(line)
     counts: dict[str, int] = {}
     for rec in state.records:

@@ -52,6 +52,18 @@ def summary_rows(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def note_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``test: name=value, ...`` for tests that noted derived figures."""
+    lines = []
+    for rec in records:
+        notes = rec.get("notes") or {}
+        if notes:
+            text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in notes.items())
+            lines.append(f"{rec['test']}: {text}")
+    return lines
+
+
 def _check_name(check: Mapping[str, Any]) -> str:
     kind = check["kind"]
     if kind == "speedup":

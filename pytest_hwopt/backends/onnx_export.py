@@ -88,11 +88,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def op_counts(path: str | Path) -> dict[str, int]:
-    """How often each operator type occurs in an ONNX file (fused ops included)."""
+    """How often each operator type occurs in an ONNX file (fused ops included).
+
+    Operators outside the default domain carry it: ``com.microsoft.nchwc:Conv``.
+    """
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     counts: dict[str, int] = {}
     for node in model.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        name = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
