@@ -29,7 +29,7 @@ class Bench:
         self._prepare_model = prepare_model
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
-        self.tolerances: dict[str, tuple[float, float]] = {}
+        self.tolerances: dict[str, Any] = {}  # variant -> specs.Tolerance
         #: budgets a preparation adds (the model path's accuracy gate)
         self.implicit_specs: list[Any] = []
         #: variants that are references, never candidates (the model path's eager run)
@@ -69,7 +69,7 @@ class Bench:
             raise ValueError(f"hwopt_bench.note: name must be a non-empty string, got {name!r}")
         self.notes[name] = value
 
-    def add(self, variant: Variant, tolerance: tuple[float, float] | None = None) -> None:
+    def add(self, variant: Variant, tolerance: Any = None) -> None:
         """Register a prepared variant (the model path)."""
         if variant.name in self.variants:
             raise ValueError(f"hwopt_bench: variant {variant.name!r} is already registered")

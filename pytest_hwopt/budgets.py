@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from . import stats
 from .measurement import Measurement
-from .specs import TOLERANCES, Spec, resolve_budget
+from .specs import TOLERANCES, Spec, Tolerance, resolve_budget
 
 PASSED, FAILED, INCONCLUSIVE, SKIPPED = "passed", "failed", "inconclusive", "skipped"
 REPORTED = "reported"  # measured without a budget
@@ -125,7 +125,7 @@ def evaluate(
     reference: Measurement | None,
     device_keys: Sequence[str],
     confidence: float = 0.95,
-    tolerance: tuple[float, float] = TOLERANCES["fp32"],
+    tolerance: Tolerance = TOLERANCES["fp32"],
 ) -> list[Check]:
     """All checks of one spec (a latency marker may hold several percentiles)."""
     checks = []
@@ -218,55 +218,73 @@ def _check(spec: Spec, name: str, budget: float, value: float, low: float, high:
 
 
 def _accuracy(spec: Spec, cand: Measurement, ref: Measurement | None,
-              device_keys: Sequence[str], tolerance: tuple[float, float]) -> Check:
+              device_keys: Sequence[str], tolerance: Tolerance) -> Check:
     assert ref is not None
-    atol, rtol = tolerance_of(spec, device_keys, tolerance)
+    tol = tolerance_of(spec, device_keys, tolerance)
     return accuracy_check(cand.name, ref.name, [
         ("", cand.output, ref.output), (" after timing", cand.output_after, ref.output)],
-        atol, rtol, spec.vs)
+        tol.atol, tol.rtol, spec.vs, tol.rel_l2)
 
 
 def tolerance_of(spec: Spec, device_keys: Sequence[str],
-                 default: tuple[float, float] = TOLERANCES["fp32"]) -> tuple[float, float]:
-    """(atol, rtol) of an accuracy spec; what it leaves out comes from ``default``."""
-    atol, rtol = default
+                 default: Tolerance = TOLERANCES["fp32"]) -> Tolerance:
+    """The tolerance of an accuracy spec; what it leaves out comes from ``default``.
+
+    Giving ``atol`` or ``rtol`` means element-wise comparison; ``rel_l2`` the norm.
+    """
+    default = Tolerance(*default)
+    atol, rtol, rel_l2 = default
+    if "atol" in spec.values or "rtol" in spec.values:
+        rel_l2 = None
+    if "rel_l2" in spec.values:
+        found = resolve_budget(spec.values["rel_l2"], device_keys)[0]
+        rel_l2 = rel_l2 if found is None else found
     if "atol" in spec.values:
         found = resolve_budget(spec.values["atol"], device_keys)[0]
         atol = atol if found is None else found  # no entry for this device: the default
     if "rtol" in spec.values:
         found = resolve_budget(spec.values["rtol"], device_keys)[0]
         rtol = rtol if found is None else found
-    return atol, rtol
+    return Tolerance(atol, rtol, rel_l2)
 
 
 def accuracy_check(name: str, ref_name: str, pairs: Sequence[tuple[str, Any, Any]],
-                   atol: float, rtol: float, vs: str | None = None) -> Check:
+                   atol: float, rtol: float, vs: str | None = None,
+                   rel_l2: float | None = None) -> Check:
     """One accuracy check over several (label, candidate output, reference output) pairs."""
     from . import outputs  # NumPy, only when outputs are compared
 
     worst: Any = None
     for label, cand_out, ref_out in pairs:
         try:
-            diff = outputs.compare(cand_out, ref_out, atol, rtol)
+            diff = outputs.compare(cand_out, ref_out, atol, rtol, rel_l2)
         except outputs.OutputMismatch as exc:
             return Check("accuracy", name, vs or ref_name, atol, None, None, None, "", FAILED,
                          f"outputs of {name}{label} do not match {ref_name}: {exc}",
                          metric="max_abs_error")
         if not diff.ok:
             msg = f"outputs of {name}{label} differ from {ref_name}: {diff.describe()}"
-            return Check("accuracy", name, vs or ref_name, atol, diff.max_abs, diff.max_abs,
-                         diff.max_abs, "", FAILED, msg, metric="max_abs_error",
-                         detail=_diff_detail(diff))
+            return _accuracy_result(name, vs or ref_name, diff, FAILED, msg)
         if worst is None or diff.max_abs > worst.max_abs:
             worst = diff
     assert worst is not None
     msg = f"outputs of {name} match {ref_name}: {worst.describe()}"
-    return Check("accuracy", name, vs or ref_name, atol, worst.max_abs, worst.max_abs,
-                 worst.max_abs, "", PASSED, msg, metric="max_abs_error", detail=_diff_detail(worst))
+    return _accuracy_result(name, vs or ref_name, worst, PASSED, msg)
+
+
+def _accuracy_result(name: str, vs: str, diff: Any, status: str, msg: str) -> Check:
+    """The check for the deciding criterion: max abs error vs atol, or relative L2 error."""
+    if diff.max_rel_l2 is not None:
+        budget, measured, metric = diff.max_rel_l2, diff.rel_l2, "rel_l2_error"
+    else:
+        budget, measured, metric = diff.atol, diff.max_abs, "max_abs_error"
+    return Check("accuracy", name, vs, budget, measured, measured, measured, "", status, msg,
+                 metric=metric, detail=_diff_detail(diff))
 
 
 def _diff_detail(diff: Any) -> dict[str, Any]:
-    return {"max_abs_error": diff.max_abs, "max_rel_error": diff.max_rel, "where": diff.where,
+    return {"max_abs_error": diff.max_abs, "max_rel_error": diff.max_rel,
+            "rel_l2_error": diff.rel_l2, "where": diff.where,
             "mismatched": diff.mismatched, "elements": diff.total, "atol": diff.atol,
             "rtol": diff.rtol}
 
@@ -313,7 +331,7 @@ def evaluate_all(
     measurements: Mapping[str, Measurement],
     device_keys: Sequence[str],
     confidence: float = 0.95,
-    tolerances: Mapping[str, tuple[float, float]] | None = None,
+    tolerances: Mapping[str, Tolerance] | None = None,
     references: Sequence[str] = (),
 ) -> list[Check]:
     """Every check of a test, speedups gated on accuracy. Raises :class:`RoleError`.

@@ -21,8 +21,9 @@ MARKERS = {
     "hwopt_throughput": "hwopt_throughput(min, of=None): items per second at least `min`.",
     "hwopt_memory": "hwopt_memory(max_mb, of=None): peak memory added while the candidate "
                     "runs, at most `max_mb`.",
-    "hwopt_accuracy": "hwopt_accuracy(atol=None, rtol=None, vs=None, of=None): candidate "
-                      "outputs match `vs` outputs.",
+    "hwopt_accuracy": "hwopt_accuracy(atol=None, rtol=None, vs=None, of=None, rel_l2=None): "
+                      "candidate outputs match `vs` outputs (element-wise, or relative L2 "
+                      "error at most rel_l2).",
     "hwopt_requires": "hwopt_requires(device=None, backends=None): skip unless the device "
                       "and backends are available.",
     "hwopt_cold_start": "hwopt_cold_start(max_s, of=None): preparation plus first call at "
@@ -56,8 +57,10 @@ class _Hwopt:
         return pytest.mark.hwopt_memory(max_mb=max_mb, of=of, **unknown)
 
     def accuracy(self, atol: Budget | None = None, rtol: Budget | None = None,
-                 vs: str | None = None, of: str | None = None, **unknown: Any) -> pytest.MarkDecorator:
-        return pytest.mark.hwopt_accuracy(atol=atol, rtol=rtol, vs=vs, of=of, **unknown)
+                 vs: str | None = None, of: str | None = None, rel_l2: Budget | None = None,
+                 **unknown: Any) -> pytest.MarkDecorator:
+        return pytest.mark.hwopt_accuracy(atol=atol, rtol=rtol, vs=vs, of=of, rel_l2=rel_l2,
+                                          **unknown)
 
     def requires(self, device: str | Sequence[str] | None = None,
                  backends: str | Sequence[str] | None = None, **unknown: Any) -> pytest.MarkDecorator:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .backends.base import Backend, BackendError
 from .bench import Bench
 from .engine import Variant
-from .specs import TOLERANCES, Spec
+from .specs import TOLERANCES, Spec, Tolerance
 
 REFERENCE = "pytorch"
 
@@ -72,7 +72,7 @@ def restructure(template: Any, flat: Sequence[Any]) -> Any:
 
 def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, module: Any,
              example_inputs: Any, device: Any, precision: str, name: str | None,
-             threads: int, tolerance: tuple[float, float] | None = None, seed: int = 0,
+             threads: int, tolerance: Tolerance | None = None, seed: int = 0,
              on_progress: Callable[[str], None] | None = None) -> str:
     """Prepare ``module`` on the backend and register it with the eager reference.
 
@@ -94,7 +94,7 @@ def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, m
     if device.kind == "cpu":
         torch.set_num_threads(threads)  # every variant gets the same explicit thread count
     model, inputs = _place(module, example_inputs, device)
-    atol, rtol = tolerance or TOLERANCES.get(precision, TOLERANCES["fp32"])
+    tol = tolerance or TOLERANCES.get(precision, TOLERANCES["fp32"])
     reference = backends[REFERENCE].prepare(model, inputs, device, "fp32")
     with torch.inference_mode():
         expected = reference(*inputs)
@@ -134,14 +134,15 @@ def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, m
         fresh_expected = reference(*fresh)
     pairs = [("", run(*inputs), expected), (" on fresh random inputs", run(*fresh),
                                             fresh_expected)]
-    check = budgets.accuracy_check(candidate_name, REFERENCE, pairs, atol, rtol)
+    check = budgets.accuracy_check(candidate_name, REFERENCE, pairs, tol.atol, tol.rtol,
+                                   rel_l2=tol.rel_l2)
     if check.status == budgets.FAILED:
         raise WrongOutputs(check.message)
     bench.add(Variant(candidate_name, lambda: run(*inputs), prepare_s=prepare_s,
                       extra={"backend": backend_name, "precision": precision,
                              "preparation_warnings": warned[:10],
                              **_jsonable(backend.describe())}),
-              tolerance=(atol, rtol))
+              tolerance=tol)
     bench.implicit_specs.append(Spec("accuracy", {}, vs=REFERENCE, of=candidate_name))
     return candidate_name
 

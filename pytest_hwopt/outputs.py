@@ -30,11 +30,16 @@ class OutputDiff:
     total: int
     atol: float
     rtol: float
+    rel_l2: float = 0.0  # ||candidate - reference|| / ||reference|| over all elements
+    max_rel_l2: float | None = None  # the norm criterion, when it decides
 
     def describe(self) -> str:
-        return (f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} at "
-                f"{self.where}; {self.mismatched} of {self.total} elements outside "
-                f"atol={self.atol:g} rtol={self.rtol:g}")
+        text = (f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} at "
+                f"{self.where}, relative L2 error {self.rel_l2:.3g}")
+        if self.max_rel_l2 is not None:
+            return text + f" (limit {self.max_rel_l2:g})"
+        return text + (f"; {self.mismatched} of {self.total} elements outside "
+                       f"atol={self.atol:g} rtol={self.rtol:g}")
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -59,8 +64,10 @@ def flatten(value: Any, path: str = "output") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
-def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputDiff:
-    """Element-wise ``|c - r| <= atol + rtol * |r|`` over all leaves."""
+def compare(candidate: Any, reference: Any, atol: float, rtol: float,
+            rel_l2: float | None = None) -> OutputDiff:
+    """Element-wise ``|c - r| <= atol + rtol * |r|`` over all leaves, or with ``rel_l2``
+    the relative L2 error over all leaves at most ``rel_l2``."""
     cand = list(flatten(candidate))
     ref = list(flatten(reference))
     if [p for p, _ in cand] != [p for p, _ in ref]:
@@ -68,6 +75,7 @@ def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputD
                              f"{[p for p, _ in cand]}, reference has {[p for p, _ in ref]}")
     worst_abs, worst_rel, where = 0.0, 0.0, "-"
     bad = total = 0
+    err_sq = ref_sq = 0.0
     for (path, c), (_, r) in zip(cand, ref):
         if c is None and r is None:
             continue
@@ -87,6 +95,9 @@ def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputD
             rel = np.where(diff > 0, diff / np.maximum(scale, np.finfo(np.float64).tiny), 0.0)
             limit = atol + rtol * scale
         bad += int(np.count_nonzero(diff > limit))
+        finite_diff = np.where(np.isfinite(diff), diff, 0.0)
+        err_sq += float(np.sum(finite_diff * finite_diff))
+        ref_sq += float(np.sum(scale * scale))
         total += diff.size
         if diff.size and float(diff.max()) > worst_abs:
             idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
@@ -94,4 +105,9 @@ def compare(candidate: Any, reference: Any, atol: float, rtol: float) -> OutputD
             where = f"{path} at {tuple(int(i) for i in idx)}" if diff.ndim else path
         if diff.size:
             worst_rel = max(worst_rel, float(np.max(rel)))
-    return OutputDiff(bad == 0, worst_abs, worst_rel, where, bad, total, atol, rtol)
+    rel_l2_err = (err_sq ** 0.5) / (ref_sq ** 0.5) if ref_sq > 0 else (
+        0.0 if err_sq == 0 else np.inf)
+    rel_l2_err = float(rel_l2_err)
+    ok = bad == 0 if rel_l2 is None else rel_l2_err <= rel_l2
+    return OutputDiff(ok, worst_abs, worst_rel, where, bad, total, atol, rtol, rel_l2_err,
+                      rel_l2)

@@ -293,11 +293,12 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
         if reason:
             pytest.skip(f"hwopt: backend {chosen} unavailable on {device.torch_device}: "
                         f"{reason}")
+        candidate = name or modelpath.variant_name(chosen, precision)
         try:
             return modelpath.register(bench, backends, chosen, module, example_inputs, device,
                                       precision, name, settings.threads,
-                                      _accuracy_override(specs, device), settings.seed,
-                                      _progress(request.config))
+                                      _accuracy_override(specs, device, candidate),
+                                      settings.seed, _progress(request.config))
         except (BackendError, modelpath.WrongOutputs) as exc:
             pytest.fail(str(exc), pytrace=False)
         except modelpath.Unsupported as exc:
@@ -378,12 +379,13 @@ def _all_specs(specs: list[Spec], bench: Bench) -> list[Spec]:
                     if (s.kind, s.of) not in own and (s.kind, None) not in own]
 
 
-def _accuracy_override(specs: list[Spec], device: Device) -> tuple[float, float] | None:
-    """(atol, rtol) from the test's hwopt.accuracy marker, for the model path's gate."""
+def _accuracy_override(specs: list[Spec], device: Device, candidate: str
+                       ) -> Any:
+    """The tolerance from the test's hwopt.accuracy marker for this candidate (model path gate)."""
     from .budgets import tolerance_of
 
     for spec in specs:
-        if spec.kind == "accuracy":
+        if spec.kind == "accuracy" and spec.of in (None, candidate):
             return tolerance_of(spec, device.budget_keys())
     return None
 

@@ -81,6 +81,8 @@ def _budget_text(check: Mapping[str, Any]) -> str:
         return "-"
     kind = check["kind"]
     if kind == "accuracy":
+        if check.get("metric") == "rel_l2_error":
+            return f"rel L2 <= {budget:g}"
         return f"atol {budget:g}"
     sign = ">=" if kind in ("speedup", "throughput", "roofline") else "<="
     return f"{sign} {format_value(budget, check['unit'])}"
