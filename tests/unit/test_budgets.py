@@ -376,8 +376,8 @@ def test_accuracy_fail_names_error_and_location():
     assert check.detail["where"] == "output at (1, 2)"
     assert check.detail["mismatched"] == 1
     assert check.message == ("outputs of fast differ from ref: max abs error 0.5, max rel error "
-                             "0.1 at output at (1, 2); 1 of 6 elements outside atol=0.0001 "
-                             "rtol=0.0001")
+                             "0.1 at output at (1, 2), relative L2 error 0.0674; 1 of 6 "
+                             "elements outside atol=0.0001 rtol=0.0001")
 
 
 def test_accuracy_atol_from_the_marker():
