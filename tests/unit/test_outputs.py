@@ -205,6 +205,10 @@ def test_compare_accepts_tensors():
 
 
 def test_describe():
-    diff = OutputDiff(False, 0.5, 0.125, "output at (1, 2)", 3, 10, 1e-4, 0.0)
-    assert diff.describe() == ("max abs error 0.5, max rel error 0.125 at output at (1, 2); "
-                               "3 of 10 elements outside atol=0.0001 rtol=0")
+    diff = OutputDiff(False, 0.5, 0.125, "output at (1, 2)", 3, 10, 1e-4, 0.0, 0.25)
+    assert diff.describe() == ("max abs error 0.5, max rel error 0.125 at output at (1, 2), "
+                               "relative L2 error 0.25; 3 of 10 elements outside atol=0.0001 "
+                               "rtol=0")
+    norm = OutputDiff(False, 0.5, 0.125, "output at (1, 2)", 3, 10, 0.1, 0.1, 0.25, 0.05)
+    assert norm.describe() == ("max abs error 0.5, max rel error 0.125 at output at (1, 2), "
+                               "relative L2 error 0.25 (limit 0.05)")
