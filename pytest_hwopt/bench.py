@@ -19,7 +19,8 @@ class Bench:
 
     def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
                  around_run: Callable[[], Any] | None = None,
-                 prepare_model: Callable[..., str] | None = None) -> None:
+                 prepare_model: Callable[..., str] | None = None,
+                 after_run: Callable[["Bench"], None] | None = None) -> None:
         self._engine = engine
         self._decided = decided
         self._around = around_run
@@ -27,6 +28,7 @@ class Bench:
         self.telemetry: dict[str, Any] = {}
         self.notes: dict[str, Any] = {}
         self._prepare_model = prepare_model
+        self._after_run = after_run
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
         self.tolerances: dict[str, Any] = {}  # variant -> specs.Tolerance
@@ -101,4 +103,6 @@ class Bench:
                 with self._around() as seen:
                     self.result = self._engine.run(list(self.variants.values()), self._decided())
                 self.telemetry = seen
+            if self._after_run is not None:
+                self._after_run(self)  # derived figures (roofline, energy) before anyone reads
         return self.result.measurements

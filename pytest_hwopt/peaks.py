@@ -213,6 +213,8 @@ def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
 
     kind, torch_device, name = _device_parts(device)
     key = cache_key(name, torch.__version__)
+    if kind == "cpu":  # a CPU's peaks depend on how many threads do the work
+        key += f"|threads {torch.get_num_threads()}"
     path = cache_path(cache_dir, key) if cache_dir is not None else None
     if path is not None and not refresh:
         cached = read_cache(path, key)
@@ -231,6 +233,7 @@ def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
     result: dict[str, Any] = {
         "device": name, "kind": kind, "torch": torch.__version__, "sizes": sizes,
         "timer": "cuda events" if kind == "cuda" else "host perf_counter",
+        "threads": torch.get_num_threads() if kind == "cpu" else None,
         "gbs": _copy_gbs(torch, kind, torch_device, sizes["copy_mb"], share),
         "tflops": {},
     }

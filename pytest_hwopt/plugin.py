@@ -304,7 +304,8 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
         except modelpath.Unsupported as exc:
             pytest.skip(f"hwopt: {exc}")
 
-    bench = Bench(engine, decided, state.measuring, prepare_model)
+    bench = Bench(engine, decided, state.measuring, prepare_model,
+                  after_run=lambda b: _annotate(state, b))
     item.stash[bench_key] = bench
     return bench
 
@@ -341,7 +342,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     settings = state.settings
     device = state.device()
     measurements = bench.run()
-    _annotate(state, bench, specs)
     try:
         checks = evaluate_all(_all_specs(specs, bench), measurements, device.budget_keys(),
                               settings.confidence, bench.tolerances, sorted(bench.references))
@@ -359,11 +359,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     return result
 
 
-def _annotate(state: State, bench: Bench, specs: list[Spec]) -> None:
+def _annotate(state: State, bench: Bench) -> None:
     """Roofline figures for variants that declared their work; energy per call on NVIDIA GPUs."""
     from . import monitoring
 
-    measurements = bench.run()
+    assert bench.result is not None
+    measurements = bench.result.measurements
     if any("bytes" in m.extra or "flops" in m.extra for m in measurements.values()):
         monitoring.annotate_roofline(measurements, state.peaks())
     monitor = state.monitor()
