@@ -41,13 +41,43 @@ def pytest_hwopt_backends(config: pytest.Config) -> "list[Backend]":
 
 
 @pytest.hookspec
-def pytest_hwopt_checks(item: pytest.Item, checks: "list[Any]") -> None:
-    """Called with a test's evaluated checks before its verdict; may inspect or annotate them.
+def pytest_hwopt_budgets(item: pytest.Item, specs: "list[Any]") -> None:
+    """Called with the budgets a test's markers declared, before it runs; may change the list
+    in place (a budgets file adds or overrides entries here).
+
+    Example: a floor under every speedup budget::
+
+        from dataclasses import replace
+
+        def pytest_hwopt_budgets(item, specs):
+            specs[:] = [replace(s, values={**s.values, "min": max(s.values["min"], 1.1)})
+                        if s.kind == "speedup" else s for s in specs]
+    """
+
+
+@pytest.hookspec
+def pytest_hwopt_checks(item: pytest.Item, checks: "list[Any]",
+                        measurements: "dict[str, Any]") -> None:
+    """Called with a test's evaluated checks and its measurements before its verdict; may
+    append checks of its own (a baseline comparison does) or annotate them. A failed check
+    appended here fails the test like any budget.
 
     Example: publish every speedup to a metrics system::
 
-        def pytest_hwopt_checks(item, checks):
+        def pytest_hwopt_checks(item, checks, measurements):
             for check in checks:
                 if check.kind == "speedup":
                     metrics.gauge(item.nodeid, check.measured)
+    """
+
+
+@pytest.hookspec
+def pytest_hwopt_session_results(config: pytest.Config, document: "dict[str, Any]") -> None:
+    """Called once at the end of a run (in the controller under xdist) with the whole results
+    document, the same that ``--hwopt-json`` writes: save it, render it, upload it.
+
+    Example::
+
+        def pytest_hwopt_session_results(config, document):
+            print(len(document["checks"]), "checks")
     """

@@ -210,6 +210,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                         for m in item.iter_markers(name="hwopt_requires")]
     except SpecError as exc:
         pytest.fail(f"bad marker argument: {exc}", pytrace=False)
+    item.config.hook.pytest_hwopt_budgets(item=item, specs=specs)
     item.stash[specs_key] = specs
     state = item.config.stash[state_key]
     for req in requirements:
@@ -349,7 +350,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
     checks += reported_speedups(measurements, sorted(bench.references), checks,
                                 settings.confidence)
-    pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks)
+    pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
+                                               measurements=dict(measurements))
     assert bench.result is not None
     pyfuncitem.stash[record_key] = _record(pyfuncitem.nodeid, device, bench, checks)
     # wrong outputs first: they explain why a speedup did not count
@@ -455,12 +457,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     state = config.stash.get(state_key, None)
-    if state is None or not state.settings.json_path or hasattr(config, "workerinput"):
+    if state is None or hasattr(config, "workerinput"):
         return
     from . import __version__, environment, report
 
-    device = state._device if state._device is not None else None
-    env = environment.collect(device, state.settings.threads)
+    env = environment.collect(state._device, state.settings.threads)
     env["settings"] = {k: v for k, v in vars(state.settings).items()}
-    report.write_json_atomic(state.settings.json_path,
-                             report.document(state.records, env, __version__))
+    document = report.document(state.records, env, __version__)
+    if state.settings.json_path:
+        report.write_json_atomic(state.settings.json_path, document)
+    config.hook.pytest_hwopt_session_results(config=config, document=document)

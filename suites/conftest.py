@@ -18,9 +18,12 @@ def pytest_hwopt_backends(config: pytest.Config) -> list:
     cache_dir = config.cache.mkdir("hwopt") if getattr(config, "cache", None) else None
     cache = ArtifactCache(cache_dir)
     threads = settings_of(config).threads
+    # the fusion suite measures ORT's optimiser from the graph as the model wrote it
+    raw = {"raw_export": True}
     return [
-        OnnxRuntimeBackend(cache, threads, opt_level="disable", name="onnxruntime-noopt"),
-        OnnxRuntimeBackend(cache, threads, opt_level="basic", name="onnxruntime-basic"),
+        OnnxRuntimeBackend(cache, threads, opt_level="disable", name="ort-raw-none", **raw),
+        OnnxRuntimeBackend(cache, threads, opt_level="basic", name="ort-raw-basic", **raw),
+        OnnxRuntimeBackend(cache, threads, opt_level="all", name="ort-raw-all", **raw),
         OnnxRuntimeBackend(cache, threads, exporters=("torchscript",),
                            name="onnxruntime-torchscript"),
         OpenVINOBackend(cache, threads, source="onnx", name="openvino-onnx"),

@@ -19,11 +19,14 @@ def input_names(count: int) -> list[str]:
 
 def export(model: Any, example_inputs: Sequence[Any], path: Path,
            exporters: Sequence[str] = EXPORTERS,
-           dynamic_axes: dict[int, dict[int, str]] | None = None) -> dict[str, Any]:
+           dynamic_axes: dict[int, dict[int, str]] | None = None,
+           optimize: bool = True) -> dict[str, Any]:
     """Export to ``path``; the facts say which exporter succeeded and why others failed.
 
     ``dynamic_axes`` maps input position -> {axis: name} for dynamic batch or
-    sequence dimensions. Raises :class:`BackendError` ("ONNX export failed: ...")
+    sequence dimensions. ``optimize=False`` keeps the graph as the model wrote it
+    (no constant folding, BatchNorm not folded): the baseline for measuring what a
+    runtime's own graph optimiser does. Raises :class:`BackendError` ("ONNX export failed: ...")
     when every exporter fails or the graph dropped inputs.
     """
     import torch
@@ -38,7 +41,7 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
                     contextlib.redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
                 _export_with(torch, exporter, model, tuple(example_inputs), path, names,
-                             dynamic_axes)
+                             dynamic_axes, optimize)
         except Exception as exc:  # noqa: BLE001 - each exporter's failure is reported
             errors.append(f"{exporter}: {type(exc).__name__}: {_first_line(exc)}")
             continue
@@ -48,12 +51,14 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
                 f"ONNX export failed: the graph has {len(graph_inputs)} input(s) "
                 f"({', '.join(graph_inputs) or 'none'}) but the model takes {len(tensors)} "
                 f"tensor(s); the exporter ({exporter}) dropped or baked in inputs")
-        return {"exporter": exporter, "fallback_from": errors, "graph_inputs": graph_inputs}
+        return {"exporter": exporter, "fallback_from": errors, "graph_inputs": graph_inputs,
+                "export_optimized": optimize}
     raise BackendError("ONNX export failed: " + "; ".join(errors))
 
 
 def _export_with(torch: Any, exporter: str, model: Any, args: tuple[Any, ...], path: Path,
-                 names: list[str], dynamic_axes: dict[int, dict[int, str]] | None) -> None:
+                 names: list[str], dynamic_axes: dict[int, dict[int, str]] | None,
+                 optimize: bool = True) -> None:
     if exporter == "dynamo":
         shapes = None
         if dynamic_axes:
@@ -63,11 +68,13 @@ def _export_with(torch: Any, exporter: str, model: Any, args: tuple[Any, ...], p
                  for axis, label in dynamic_axes.get(i, {}).items()} or None
                 for i in range(len(args)))
         torch.onnx.export(model, args, str(path), dynamo=True, input_names=names,
-                          dynamic_shapes=shapes, external_data=False, verbose=False)
+                          dynamic_shapes=shapes, external_data=False, verbose=False,
+                          optimize=optimize, do_constant_folding=optimize)
     elif exporter == "torchscript":
         axes = {names[i]: spec for i, spec in (dynamic_axes or {}).items()}
         torch.onnx.export(model, args, str(path), dynamo=False, input_names=names,
-                          dynamic_axes=axes or None, opset_version=17)
+                          dynamic_axes=axes or None, opset_version=17,
+                          do_constant_folding=optimize)
     else:
         raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
     if not path.exists():

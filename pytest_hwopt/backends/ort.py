@@ -21,14 +21,15 @@ def _version(name: str) -> str:
 
 
 def cached_onnx(cache: ArtifactCache, model: Any, example_inputs: Sequence[Any],
-                exporters: Sequence[str], dynamic_axes: dict[int, dict[int, str]] | None
-                ) -> tuple[Path, dict[str, Any]]:
+                exporters: Sequence[str], dynamic_axes: dict[int, dict[int, str]] | None,
+                optimize: bool = True) -> tuple[Path, dict[str, Any]]:
     """An ONNX file of ``model``: from the cache when its key and checksum match."""
     key = cache.key("onnx", model_fingerprint(model, example_inputs), list(exporters),
-                    dynamic_axes, _version("torch"), _version("onnx"), _version("onnxscript"))
+                    dynamic_axes, optimize, _version("torch"), _version("onnx"),
+                    _version("onnxscript"))
     path, manifest, hit = cache.get_or_build(
         key, ".onnx", lambda p: onnx_export.export(model, example_inputs, p, exporters,
-                                                   dynamic_axes))
+                                                   dynamic_axes, optimize))
     return path, {**manifest["facts"], "onnx_cached": hit, "onnx_path": str(path)}
 
 
@@ -36,7 +37,9 @@ class OnnxRuntimeBackend(Backend):
     """Export to ONNX, then run an ORT session (CPU EP, or CUDA EP on a GPU).
 
     ``opt_level`` is the graph optimisation level: disable, basic, extended or all.
-    Intra-op threads are set explicitly and do not spin between calls.
+    ``raw_export`` exports without the exporter's own folding, so that ORT's
+    optimiser is measured from the graph as written. Intra-op threads are set
+    explicitly and do not spin between calls.
     """
 
     name = "onnxruntime"
@@ -47,11 +50,12 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, cache: ArtifactCache, threads: int = 1, opt_level: str = "all",
                  name: str | None = None, exporters: Sequence[str] = onnx_export.EXPORTERS,
                  dynamic_axes: dict[int, dict[int, str]] | None = None,
-                 spinning: bool = False) -> None:
+                 spinning: bool = False, raw_export: bool = False) -> None:
         if opt_level not in OPT_LEVELS:
             raise ValueError(f"opt_level must be one of {', '.join(OPT_LEVELS)}, got {opt_level!r}")
         self.cache, self.threads, self.opt_level = cache, threads, opt_level
         self.exporters, self.dynamic_axes, self.spinning = tuple(exporters), dynamic_axes, spinning
+        self.raw_export = raw_export
         if name:
             self.name = name
         self._facts: dict[str, Any] = {}
@@ -80,7 +84,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
-                                  self.dynamic_axes)
+                                  self.dynamic_axes, optimize=not self.raw_export)
         if precision == "int8":
             path = self._quantized(path)
             facts["quantization"] = "ORT dynamic, QInt8 weights"
