@@ -23,6 +23,11 @@ class Backend:
     #: modules that must be importable for this backend (checked without importing)
     requires_modules: tuple[str, ...] = ()
 
+    def __init__(self, name: str | None = None) -> None:
+        if name:
+            self.name = name  # several configurations of one backend side by side
+        self._facts: dict[str, Any] = {}
+
     def unavailable_reason(self, device: Any) -> str | None:
         """Why this backend cannot run on ``device``, or None when it can."""
         return missing_modules(self.requires_modules)
@@ -33,7 +38,7 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         """Facts about how the last ``prepare`` went (exporter used, graph breaks, ...)."""
-        return {}
+        return dict(getattr(self, "_facts", {}))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -24,9 +24,7 @@ class OpenVINOBackend(Backend):
         if source not in ("torch", "onnx"):
             raise ValueError(f"source must be 'torch' or 'onnx', got {source!r}")
         self.cache, self.threads, self.source = cache, threads, source
-        if name:
-            self.name = name
-        self._facts: dict[str, Any] = {}
+        super().__init__(name)
 
     def unavailable_reason(self, device: Any) -> str | None:
         if device.kind != "cpu":
@@ -76,6 +74,3 @@ class OpenVINOBackend(Backend):
                          for i in range(count))
 
         return run
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._facts)

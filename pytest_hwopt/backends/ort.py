@@ -56,9 +56,7 @@ class OnnxRuntimeBackend(Backend):
         self.cache, self.threads, self.opt_level = cache, threads, opt_level
         self.exporters, self.dynamic_axes, self.spinning = tuple(exporters), dynamic_axes, spinning
         self.raw_export = raw_export
-        if name:
-            self.name = name
-        self._facts: dict[str, Any] = {}
+        super().__init__(name)
 
     def unavailable_reason(self, device: Any) -> str | None:
         reason = missing_modules(self.requires_modules)
@@ -128,9 +126,6 @@ class OnnxRuntimeBackend(Backend):
         key = self.cache.key("int8", path.name, _version("onnxruntime"))
         out, _, _ = self.cache.get_or_build(key, ".int8.onnx", build)
         return out
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._facts)
 
 
 def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:

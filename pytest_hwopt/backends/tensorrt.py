@@ -358,9 +358,7 @@ class TensorRTBackend(Backend):
             raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
         self.cache, self.workspace_mb = cache, int(workspace_mb)
         self.exporters, self.dynamic_axes = tuple(exporters), dynamic_axes
-        if name:
-            self.name = name
-        self._facts: dict[str, Any] = {}
+        super().__init__(name)
 
     def unavailable_reason(self, device: Any) -> str | None:
         if device.kind != "cuda":
@@ -447,9 +445,6 @@ class TensorRTBackend(Backend):
             self._facts["int8_fallback_warnings"] = built.get("int8_fallback_warnings")
         return make_runner(trt, engine, context, inputs, outputs, device,
                            _stream_handle(device), keep_alive=(logger, runtime, engine))
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._facts)
 
 
 def _deserialize(trt: Any, logger: Any, path: Path) -> tuple[Any, Any]:

@@ -51,9 +51,7 @@ class CompileBackend(Backend):
 
     def __init__(self, mode: str | None = None, name: str | None = None) -> None:
         self.mode = mode
-        if name:
-            self.name = name
-        self._facts: dict[str, Any] = {}
+        super().__init__(name)
 
     def unavailable_reason(self, device: Any) -> str | None:
         reason = missing_modules(self.requires_modules)
@@ -96,6 +94,3 @@ class CompileBackend(Backend):
                        "graph_break_reasons": sorted(map(str, counters["graph_break"]))[:10],
                        "recompiles": int(counters["stats"].get("unique_graphs", 0))}
         return run
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._facts)
