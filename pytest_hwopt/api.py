@@ -29,22 +29,39 @@ class Comparison:
                 f"({self.confidence:.0%} CI {self.low:.2f}-{self.high:.2f})")
 
 
+def _engine(config: EngineConfig | None, device: str) -> Engine:
+    """An engine timing on ``device``: the host clock on a CPU, CUDA events on a GPU."""
+    if device == "cpu":
+        return Engine(config)
+    from .devices import resolve
+
+    dev = resolve(device)
+    return Engine(config, timer=dev.timer(), memory=dev.memory())
+
+
 def measure(fn: Callable[[], Any], *, name: str = "fn", items: int = 1,
-            config: EngineConfig | None = None, engine: Engine | None = None) -> Measurement:
-    """Warm up, calibrate and time ``fn()``; per-call statistics in the result."""
-    runner = engine or Engine(config)
+            config: EngineConfig | None = None, engine: Engine | None = None,
+            device: str = "cpu") -> Measurement:
+    """Warm up, calibrate and time ``fn()``; per-call statistics in the result.
+
+    ``device="cuda"`` times GPU work with CUDA events (the host clock would only see
+    the kernel launches).
+    """
+    runner = engine or _engine(config, device)
     return runner.run([Variant(name, fn, items)]).measurements[name]
 
 
 def compare(a: Callable[[], Any], b: Callable[[], Any], *, min_speedup: float | None = None,
             names: tuple[str, str] = ("a", "b"), confidence: float = 0.95,
-            config: EngineConfig | None = None, engine: Engine | None = None) -> Comparison:
+            config: EngineConfig | None = None, engine: Engine | None = None,
+            device: str = "cpu") -> Comparison:
     """How many times faster ``b`` is than ``a``, measured interleaved in one run.
 
     With ``min_speedup`` the engine measures until the interval clears that budget
-    (or time runs out) and ``check`` holds the verdict.
+    (or time runs out) and ``check`` holds the verdict. ``device="cuda"`` times with
+    CUDA events.
     """
-    runner = engine or Engine(config)
+    runner = engine or _engine(config, device)
     spec = Spec("speedup", {"min": min_speedup}, vs=names[0], of=names[1]) \
         if min_speedup is not None else None
 
