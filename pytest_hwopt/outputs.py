@@ -11,7 +11,6 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .specs import TOLERANCES  # noqa: F401  (re-exported: defaults by precision)
 
 
 class OutputMismatch(ValueError):

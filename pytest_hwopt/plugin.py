@@ -15,7 +15,7 @@ import pytest
 
 from . import options as opts
 from .bench import Bench
-from .budgets import Check, RoleError, evaluate_all, reported_speedups, undecided
+from .budgets import RoleError, evaluate_all, reported_speedups, undecided
 from .devices import Device, DeviceError
 from .engine import Engine, EngineConfig
 from .markers import MARKERS, marker_arguments
@@ -131,6 +131,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(opt.cli, action="store", default=None, dest=opt.name,
                             metavar=opt.name.split("_", 1)[1].upper(), help=opt.help)
             parser.addini(opt.name, opt.help, default="")
+    from . import results_plugin
+
+    results_plugin.add_options(parser, group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,6 +153,9 @@ def pytest_configure(config: pytest.Config) -> None:
     state = State(config, settings)
     config.stash[state_key] = state
     config.pluginmanager.register(state, "hwopt-state")
+    from . import results_plugin  # baselines, budgets file, HTML and pytest-benchmark output
+
+    config.pluginmanager.register(results_plugin.ResultsPlugin(config), "hwopt-results")
     if settings.device != "auto":
         try:
             state.device()
@@ -332,33 +338,60 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     result = yield
     specs = pyfuncitem.stash.get(specs_key, [])
     bench = pyfuncitem.stash.get(bench_key, None)
-    kinds = ", ".join(sorted({f"hwopt.{s.kind}" for s in specs}))
-    if bench is None or not bench.variants:
-        if specs:
-            pytest.fail(f"test has budget markers ({kinds}) but measured nothing: request the "
-                        "hwopt_bench fixture and register variants with hwopt_bench.measure()",
-                        pytrace=False)
-        return result
     state = pyfuncitem.config.stash[state_key]
+    if bench is not None and bench.variants:
+        measurements = bench.run()
+        record: dict[str, Any] = _run_record(bench)
+        references, tolerances = sorted(bench.references), bench.tolerances
+        specs = _all_specs(specs, bench)
+    else:
+        measurements = _from_pytest_benchmark(pyfuncitem) if specs else {}
+        if not measurements:
+            if specs:
+                kinds = ", ".join(sorted({f"hwopt.{s.kind}" for s in specs}))
+                pytest.fail(f"test has budget markers ({kinds}) but measured nothing: request "
+                            "the hwopt_bench fixture and register variants with "
+                            "hwopt_bench.measure()", pytrace=False)
+            return result
+        record, references, tolerances = {"source": "pytest-benchmark"}, [], {}
     settings = state.settings
     device = state.device()
-    measurements = bench.run()
     try:
-        checks = evaluate_all(_all_specs(specs, bench), measurements, device.budget_keys(),
-                              settings.confidence, bench.tolerances, sorted(bench.references))
+        checks = evaluate_all(specs, measurements, device.budget_keys(), settings.confidence,
+                              tolerances, references)
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
-    checks += reported_speedups(measurements, sorted(bench.references), checks,
-                                settings.confidence)
+    checks += reported_speedups(measurements, references, checks, settings.confidence)
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))
-    assert bench.result is not None
-    pyfuncitem.stash[record_key] = _record(pyfuncitem.nodeid, device, bench, checks)
+    pyfuncitem.stash[record_key] = {
+        "test": pyfuncitem.nodeid, "device": device.torch_device, **record,
+        "results": [m.to_dict() for m in measurements.values()],
+        "checks": [c.to_dict() for c in checks]}
     # wrong outputs first: they explain why a speedup did not count
     failed = sorted((c for c in checks if not c.passed), key=lambda c: c.kind != "accuracy")
     if failed and not settings.report_only:
         pytest.fail("\n".join(c.message for c in failed), pytrace=False)
     return result
+
+
+def _from_pytest_benchmark(item: pytest.Function) -> dict[str, Any]:
+    """Budgets on a test that used pytest-benchmark's ``benchmark`` fixture: its timings."""
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if fixture is None:
+        return {}
+    from .interop import measurements_from_benchmark
+
+    return measurements_from_benchmark(fixture)
+
+
+def _run_record(bench: Bench) -> dict[str, Any]:
+    """How the interleaved run went: rounds, why it stopped, contention, telemetry, notes."""
+    run = bench.result
+    assert run is not None
+    return {"rounds": run.rounds, "stopped": run.stopped, "elapsed_s": run.elapsed_s,
+            "contention": run.contention.to_dict(), "telemetry": bench.telemetry,
+            "notes": dict(bench.notes)}
 
 
 def _annotate(state: State, bench: Bench) -> None:
@@ -402,23 +435,6 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
             reporter.write(f" [hwopt: {message}]", flush=True)
 
     return show
-
-
-def _record(nodeid: str, device: Device, bench: Bench, checks: list[Check]) -> dict[str, Any]:
-    run = bench.result
-    assert run is not None
-    return {
-        "test": nodeid,
-        "device": device.torch_device,
-        "rounds": run.rounds,
-        "stopped": run.stopped,
-        "elapsed_s": run.elapsed_s,
-        "contention": run.contention.to_dict(),
-        "telemetry": bench.telemetry,
-        "notes": dict(bench.notes),
-        "results": [m.to_dict() for m in run.measurements.values()],
-        "checks": [c.to_dict() for c in checks],
-    }
 
 
 @pytest.hookimpl(wrapper=True)
