@@ -9,7 +9,7 @@ truth:
 * ``min=3.45``: the claim does not hold, the right verdict is *fail*.
 
 Each verdict is one whole ``pytest`` subprocess run in a fresh temporary
-directory, under three conditions the script creates itself:
+directory, under conditions the script creates itself:
 
 * ``quiet``: nothing added;
 * ``busy``: one process spinning a pure-Python loop, pinned to core 0;
@@ -25,6 +25,12 @@ Tools compared:
   ``--benchmark-json``, and the ratio of the two ``stats.median`` compared with
   the budget. The ratio does not depend on the budget, so one run gives the
   verdict on both budgets (it is what a user would run to check either claim).
+
+The pytest-hwopt package is copied once at start and every run imports that
+copy (``--live-plugin`` turns this off), so edits to the working tree during a
+long run do not mix versions; its SHA-256 is in the JSON. For each run the
+script also records the CPU used by its own noise processes and by everything
+else on the machine ("outside" load), so a condition spoilt by other work shows.
 
 Usage (from the repository root)::
 
@@ -42,17 +48,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import platform
 import random
+import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -62,6 +72,7 @@ RIGHT = {2.55: True, 3.45: False}  # the right verdict: does the claim hold?
 TOOLS = ("hwopt", "pytest-benchmark")
 NOISES = ("quiet", "busy", "flapping")
 FAST_TARGET_MS = 0.3  # the fast variant should take about 0.2-0.5 ms
+OUTSIDE_LIMIT = 0.25  # cores of outside load above which a run is counted as disturbed
 
 NOISE_WORKER_FLAG = "--_noise-worker"
 
@@ -73,6 +84,9 @@ def work(n):
     return s
 '''
 
+# the slow variant: one call over 3n iterations (as specified), or three calls over n
+WORKLOADS = {"3n": "work(3 * N)", "repeat": "(work(N), work(N), work(N))"}
+
 HWOPT_TEST = '''\
 from pytest_hwopt import hwopt
 
@@ -82,7 +96,7 @@ N = {n}
 
 @hwopt.speedup(min={budget!r}, vs="slow")
 def test_pair(hwopt_bench):
-    hwopt_bench.measure("slow", lambda: work(3 * N))
+    hwopt_bench.measure("slow", lambda: {slow})
     hwopt_bench.measure("fast", lambda: work(N))
 '''
 
@@ -92,15 +106,13 @@ N = {n}
 {work}
 
 def test_slow(benchmark):
-    benchmark(work, 3 * N)
+    benchmark(lambda: {slow})
 
 def test_fast(benchmark):
-    benchmark(work, N)
+    benchmark(lambda: work(N))
 '''
 
 PYTEST_INI = "[pytest]\n"  # pins the rootdir: no configuration from above the temp dir
-
-
 # --------------------------------------------------------------------------- noise
 
 def _noise_worker(argv: Sequence[str]) -> None:
@@ -174,6 +186,9 @@ class Noise:
             self.stop()
             raise RuntimeError(f"noise process exited at once: {dead}")
 
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
     def stop(self) -> None:
         for proc in self.procs:
             _kill_group(proc)
@@ -240,14 +255,16 @@ def calibrate(target_ms: float = FAST_TARGET_MS) -> int:
     return int(round(n, -2))
 
 
-def quiet_ratio(n: int, pairs: int = 400) -> dict[str, float]:
-    """Interleaved in-process timing of work(3n) / work(n): the ratio's real value here."""
+def quiet_ratio(n: int, workload: str, pairs: int = 400) -> dict[str, float]:
+    """In-process timing of the slow / fast variant, alternating call by call."""
+    slow_fn = ((lambda: _work(3 * n)) if workload == "3n"
+               else (lambda: (_work(n), _work(n), _work(n))))
     slow, fast = [], []
     for _ in range(20):
-        _work(3 * n), _work(n)
+        slow_fn(), _work(n)
     for _ in range(pairs):
         t0 = time.perf_counter()
-        _work(3 * n)
+        slow_fn()
         t1 = time.perf_counter()
         _work(n)
         t2 = time.perf_counter()
@@ -256,7 +273,6 @@ def quiet_ratio(n: int, pairs: int = 400) -> dict[str, float]:
     med = _median
     return {"fast_ms": med(fast) * 1e3, "slow_ms": med(slow) * 1e3,
             "ratio_of_medians": med(slow) / med(fast), "ratio_of_minima": min(slow) / min(fast)}
-
 
 # --------------------------------------------------------------------------- runs
 
@@ -274,24 +290,99 @@ def _pct(xs: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        env.pop(key, None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _run_pytest(python: str, args: list[str], cwd: Path, timeout: float
-                ) -> tuple[int | None, float, str]:
-    """Run ``python -m pytest args`` in its own process group: (exit code, wall s, output tail)."""
-    cmd = [python, "-m", "pytest", *args]
+def _system_busy_s() -> float | None:
+    """CPU seconds all cores spent busy so far (not idle, iowait or steal), from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    steal = values[7] if len(values) > 7 else 0
+    return (sum(values[:8]) - values[3] - values[4] - steal) / _TICKS
+
+
+def _proc_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuAccount:
+    """Splits the machine's busy CPU during one run: the run, the noise, everything else."""
+
+    def __init__(self, noise_pids: Sequence[int]) -> None:
+        self.noise_pids = list(noise_pids)
+        self.wall = time.perf_counter()
+        self.busy = _system_busy_s()
+        self.children = self._own(resource.RUSAGE_CHILDREN)
+        self.me = self._own(resource.RUSAGE_SELF)
+        self.noise = sum(_proc_cpu_s(p) for p in self.noise_pids)
+
+    @staticmethod
+    def _own(who: int) -> float:
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    def finish(self) -> dict[str, float | None]:
+        wall = time.perf_counter() - self.wall
+        busy = _system_busy_s()
+        run = self._own(resource.RUSAGE_CHILDREN) - self.children  # the pytest run, once waited
+        me = self._own(resource.RUSAGE_SELF) - self.me
+        noise = sum(_proc_cpu_s(p) for p in self.noise_pids) - self.noise
+        if busy is None or self.busy is None or wall <= 0:
+            return {"run_cores": run / wall if wall > 0 else None, "noise_cores": None,
+                    "outside_cores": None}
+        # /proc/stat counts in 10 ms ticks: clamp the rounding below zero
+        outside = max(0.0, (busy - self.busy) - run - me - noise)
+        return {"run_cores": run / wall, "noise_cores": noise / wall,
+                "outside_cores": outside / wall}
+
+
+@dataclass
+class Setup:
+    """What every run needs; ``noise`` and ``rep`` change as the run goes on."""
+
+    python: str
+    n: int
+    workload: str
+    timeout: float
+    hwopt_args: list[str]
+    benchmark_args: list[str]
+    keep_dir: Path
+    pythonpath: str | None = None  # the plugin snapshot, first on sys.path
+    noise: str = ""
+    noise_pids: list[int] = field(default_factory=list)
+    rep: int = 0
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+                    "PYTHONPATH"):
+            env.pop(key, None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
+        return env
+
+    def test_file(self, template: str, **extra: Any) -> str:
+        return template.format(n=self.n, work=WORK_SRC, slow=WORKLOADS[self.workload], **extra)
+
+
+def _run_pytest(setup: Setup, args: list[str], cwd: Path
+                ) -> tuple[int | None, float, str, dict[str, float | None]]:
+    """``python -m pytest args`` in its own process group: exit code, wall s, output, CPU split."""
+    cmd = [setup.python, "-m", "pytest", *args]
+    account = CpuAccount(setup.noise_pids)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=setup.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, _ = proc.communicate(timeout=setup.timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
         _kill_group(proc)
@@ -300,21 +391,21 @@ def _run_pytest(python: str, args: list[str], cwd: Path, timeout: float
         _kill_group(proc)
         raise
     wall = time.perf_counter() - t0
-    return code, wall, out.decode(errors="replace")[-3000:]
+    return code, wall, out.decode(errors="replace")[-3000:], account.finish()
 
 
-def run_hwopt(python: str, n: int, budget: float, args: argparse.Namespace,
-              keep_dir: Path | None) -> dict[str, Any]:
+def run_hwopt(setup: Setup, budget: float) -> dict[str, Any]:
+    """One pytest-hwopt verdict: a pytest run of one test with one speedup budget."""
     with tempfile.TemporaryDirectory(prefix="verdicts-hwopt-") as tmp:
         d = Path(tmp)
         (d / "pytest.ini").write_text(PYTEST_INI)
-        (d / "test_pair.py").write_text(HWOPT_TEST.format(n=n, budget=budget, work=WORK_SRC))
+        (d / "test_pair.py").write_text(setup.test_file(HWOPT_TEST, budget=budget))
         pytest_args = ["-p", "no:cacheprovider", "-p", "no:benchmark", "-q",
-                       "--hwopt-device=cpu", "--hwopt-json=out.json", *args.hwopt_args,
+                       "--hwopt-device=cpu", "--hwopt-json=out.json", *setup.hwopt_args,
                        "test_pair.py"]
-        code, wall, tail = _run_pytest(python, pytest_args, d, args.timeout)
+        code, wall, tail, cpu = _run_pytest(setup, pytest_args, d)
         rec: dict[str, Any] = {"tool": "hwopt", "budget": budget, "wall_s": wall,
-                               "exit_code": code, "pytest_args": pytest_args}
+                               "exit_code": code, "cpu": cpu}
         doc = None
         try:
             doc = json.loads((d / "out.json").read_text())
@@ -343,32 +434,37 @@ def run_hwopt(python: str, n: int, budget: float, args: argparse.Namespace,
         if "error" in rec:
             rec["output_tail"] = tail
         rec["right"] = ("error" not in rec) and rec["passed"] == RIGHT[budget]
-        if keep_dir is not None and doc is not None and ("error" in rec or not rec["right"]):
-            keep_dir.mkdir(parents=True, exist_ok=True)
-            name = f"hwopt-{args._noise_now}-{budget}-rep{args._rep_now}.json"
-            (keep_dir / name).write_text(json.dumps(doc, indent=1))
-            rec["kept_json"] = str(keep_dir / name)
+        if doc is not None and ("error" in rec or not rec["right"] or _far(rec)):
+            setup.keep_dir.mkdir(parents=True, exist_ok=True)
+            kept = setup.keep_dir / f"hwopt-{setup.noise}-{budget}-rep{setup.rep}.json"
+            kept.write_text(json.dumps(doc, indent=1))
+            rec["kept_json"] = str(kept)
         return rec
 
 
-def run_benchmark(python: str, n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _far(rec: dict[str, Any]) -> bool:
+    """An interval wholly outside the budgets' band: confident, and far from the truth."""
+    low, high = rec.get("low"), rec.get("high")
+    return low is not None and high is not None and (low > max(BUDGETS) or high < min(BUDGETS))
+
+
+def run_benchmark(setup: Setup) -> list[dict[str, Any]]:
     """One pytest-benchmark run; a verdict record for each budget from its median ratio."""
     with tempfile.TemporaryDirectory(prefix="verdicts-pb-") as tmp:
         d = Path(tmp)
         (d / "pytest.ini").write_text(PYTEST_INI)
-        (d / "test_pair.py").write_text(BENCHMARK_TEST.format(n=n, work=WORK_SRC))
+        (d / "test_pair.py").write_text(setup.test_file(BENCHMARK_TEST))
         pytest_args = ["-p", "no:cacheprovider", "-p", "no:hwopt", "-q",
-                       "--benchmark-json=out.json", *args.benchmark_args, "test_pair.py"]
-        code, wall, tail = _run_pytest(python, pytest_args, d, args.timeout)
+                       "--benchmark-json=out.json", *setup.benchmark_args, "test_pair.py"]
+        code, wall, tail, cpu = _run_pytest(setup, pytest_args, d)
         base: dict[str, Any] = {"tool": "pytest-benchmark", "wall_s": wall, "exit_code": code,
-                                "pytest_args": pytest_args}
+                                "cpu": cpu}
         try:
             doc = json.loads((d / "out.json").read_text())
             stats = {b["name"]: b["stats"] for b in doc["benchmarks"]}
             slow, fast = stats["test_slow"], stats["test_fast"]
-            ratio = slow["median"] / fast["median"]
             base.update({
-                "measured": ratio,
+                "measured": slow["median"] / fast["median"],
                 "median_ms": {"slow": slow["median"] * 1e3, "fast": fast["median"] * 1e3},
                 "iqr_ms": {"slow": slow["iqr"] * 1e3, "fast": fast["iqr"] * 1e3},
                 "rounds": {"slow": slow.get("rounds"), "fast": fast.get("rounds")},
@@ -396,12 +492,12 @@ def run_benchmark(python: str, n: int, args: argparse.Namespace) -> list[dict[st
 # --------------------------------------------------------------------------- report
 
 HEADER = ("tool", "noise", "budget", "right verdict", "verdicts", "right", "wrong",
-          "inconclusive", "errors", "median s/verdict", "p95 s/verdict",
-          "measured ratio p5 / median / p95", "neighbour cores")
+          "inconclusive", "CI outside 2.55-3.45", "errors", "median s/verdict", "p95 s/verdict",
+          "measured ratio p5 / median / p95", "noise cores", "outside cores (runs > 0.25)")
 
 
 def summary(records: Sequence[dict[str, Any]]) -> list[list[str]]:
-    rows = []
+    """One table row per (tool, noise, budget)."""
     keys: list[tuple[str, str, float]] = []
     for r in records:
         k = (r["tool"], r["noise"], r["budget"])
@@ -410,24 +506,28 @@ def summary(records: Sequence[dict[str, Any]]) -> list[list[str]]:
     order = {t: i for i, t in enumerate(TOOLS)}
     norder = {t: i for i, t in enumerate(NOISES)}
     keys.sort(key=lambda k: (order.get(k[0], 9), norder.get(k[1], 9), k[2]))
+    rows = []
     for tool, noise, budget in keys:
         rs = [r for r in records if (r["tool"], r["noise"], r["budget"]) == (tool, noise, budget)]
         ok = [r for r in rs if "error" not in r]
         right = sum(1 for r in ok if r["right"])
-        wrong = len(ok) - right
-        errors = len(rs) - len(ok)
         incon = (str(sum(1 for r in ok if r.get("status") == "inconclusive"))
                  if tool == "hwopt" else "-")
         walls = [r["wall_s"] for r in rs]
         ratios = [r["measured"] for r in ok if r.get("measured") is not None]
         ratio_text = (f"{_pct(ratios, 5):.2f} / {_pct(ratios, 50):.2f} / {_pct(ratios, 95):.2f}"
                       if ratios else "-")
-        load = [r["contention"]["other_busy_cores"] for r in ok
-                if (r.get("contention") or {}).get("other_busy_cores") is not None]
+        noise_c = [r["cpu"]["noise_cores"] for r in rs
+                   if (r.get("cpu") or {}).get("noise_cores") is not None]
+        outside = [r["cpu"]["outside_cores"] for r in rs
+                   if (r.get("cpu") or {}).get("outside_cores") is not None]
+        outside_text = (f"{_median(outside):.2f} ({sum(1 for x in outside if x > OUTSIDE_LIMIT)})"
+                        if outside else "-")
         rows.append([tool, noise, f"{budget:g}", "pass" if RIGHT[budget] else "fail",
-                     str(len(rs)), str(right), str(wrong), incon, str(errors),
-                     f"{_median(walls):.2f}", f"{_pct(walls, 95):.2f}", ratio_text,
-                     f"{_median(load):.2f}" if load else "-"])
+                     str(len(rs)), str(right), str(len(ok) - right), incon,
+                     str(sum(1 for r in ok if _far(r))) if tool == "hwopt" else "-",
+                     str(len(rs) - len(ok)), f"{_median(walls):.2f}", f"{_pct(walls, 95):.2f}",
+                     ratio_text, f"{_median(noise_c):.2f}" if noise_c else "-", outside_text])
     return rows
 
 
@@ -438,23 +538,58 @@ def markdown(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> s
     return "\n".join(lines)
 
 
+def wrong_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per wrong or failed pytest-hwopt verdict: what it saw."""
+    out = []
+    for r in records:
+        if r["tool"] != "hwopt" or (r["right"] and not _far(r)):
+            continue
+        if "error" in r:
+            out.append(f"- {r['noise']} min={r['budget']} rep {r['rep']}: error: {r['error']}")
+            continue
+        rounds = r.get("rounds_ms") or {}
+        per_round = [s / f for s, f in zip(rounds.get("slow", []), rounds.get("fast", []))
+                     if f > 0]
+        spread = (f"per-round ratios {min(per_round):.2f}-{max(per_round):.2f}"
+                  if per_round else "")
+        med = r.get("median_ms") or {}
+        cont = r.get("contention") or {}
+        out.append(
+            f"- {'wrong' if not r['right'] else 'right, but far'}: "
+            f"{r['noise']} min={r['budget']} rep {r['rep']}: {r['measured']:.2f}x "
+            f"[{r['low']:.2f}, {r['high']:.2f}] {r['status']} after {r['rounds']} rounds "
+            f"({r['stopped']}); {spread}; median fast {med.get('fast', math.nan):.3f} ms, "
+            f"slow {med.get('slow', math.nan):.3f} ms; hwopt contention "
+            f"{cont.get('other_busy_cores', math.nan):.2f} cores; outside load "
+            f"{(r.get('cpu') or {}).get('outside_cores') or 0:.2f} cores")
+    return out
+
+
 def report(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     cal = doc["calibration"]
     q = cal.get("quiet_ratio") or {}
+    snap = doc.get("plugin") or {}
     parts = [
-        f"date: {doc['started']}  (finished {doc.get('finished', 'not finished')})",
+        f"date: {doc['started']}  (finished {doc.get('finished', 'not finished')}, "
+        f"{doc.get('total_s', math.nan) / 60:.1f} min)",
         f"machine: nproc={m['nproc']} (cpu_count={m['cpu_count']}), CPU: {m['cpu_model']}, "
         f"{m['platform']}, Python {m['python']}",
         f"versions: {', '.join(f'{k} {v}' for k, v in doc.get('versions', {}).items())}",
+        f"pytest-hwopt code: {snap.get('mode', '?')} {snap.get('source', '')} "
+        f"sha256 {str(snap.get('sha256', '?'))[:16]}",
         f"command: {doc['command']}",
-        f"workload: n={cal['n']} loop iterations for 'fast', 3n for 'slow' (true speedup "
-        f"{TRUE_RATIO}); in-process check on the quiet machine: fast {q.get('fast_ms', math.nan):.3f}"
-        f" ms, slow {q.get('slow_ms', math.nan):.3f} ms, ratio of medians "
-        f"{q.get('ratio_of_medians', math.nan):.3f}",
+        f"workload: fast = work(n), slow = {WORKLOADS[cal.get('workload', '3n')]}, "
+        f"n={cal['n']} (true speedup {TRUE_RATIO}); in-process check at start: fast "
+        f"{q.get('fast_ms', math.nan):.3f} ms, slow {q.get('slow_ms', math.nan):.3f} ms, "
+        f"ratio of medians {q.get('ratio_of_medians', math.nan):.3f}",
         "",
         markdown(summary(doc["runs"])),
     ]
+    wrong = wrong_lines(doc["runs"])
+    if wrong:
+        parts += ["", "pytest-hwopt verdicts that were wrong, failed, or whose interval lies "
+                  "wholly outside 2.55-3.45:", *wrong]
     return "\n".join(parts)
 
 
@@ -470,13 +605,12 @@ def _parse_reps(text: str, tools: Sequence[str]) -> dict[str, int]:
         name = name.strip()
         if name not in TOOLS:
             raise SystemExit(f"--repetitions: unknown tool {name!r}; known: {', '.join(TOOLS)}")
-        reps[name] = int(value)
+        if name in reps:
+            reps[name] = int(value)
     return reps
 
 
-def _check_installed(python: str, tools: Sequence[str]) -> dict[str, str]:
-    """Versions of pytest and the plugins, or exit with a clear message."""
-    code = r'''
+_PROBE = r'''
 import json, sys
 from importlib import metadata
 out = {}
@@ -485,22 +619,41 @@ for dist in ("pytest", "pytest-hwopt", "pytest-benchmark"):
         out[dist] = metadata.version(dist)
     except metadata.PackageNotFoundError:
         pass
-eps = {ep.name for ep in metadata.entry_points(group="pytest11")}
-out["_entry_points"] = sorted(eps)
+out["_entry_points"] = sorted({ep.name for ep in metadata.entry_points(group="pytest11")})
+try:
+    import pytest_hwopt.plugin, os
+    out["_package"] = os.path.dirname(os.path.abspath(pytest_hwopt.__file__))
+except Exception as exc:
+    out["_import_error"] = f"{type(exc).__name__}: {exc}"
 print(json.dumps(out))
 '''
+
+
+def _probe(python: str, pythonpath: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     try:
-        res = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
-        found = json.loads(res.stdout)
+        res = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
+                             timeout=60, env=env, cwd=tempfile.gettempdir())
+        found: dict[str, Any] = json.loads(res.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise SystemExit(f"cannot query the interpreter {python!r}: {exc}")
-    eps = found.pop("_entry_points")
+        raise SystemExit(f"verdicts.py: cannot query the interpreter {python!r}: {exc}")
+    return found
+
+
+def _check_installed(python: str, tools: Sequence[str]) -> dict[str, Any]:
+    """Versions of pytest and the plugins and where pytest_hwopt lives, or exit clearly."""
+    found = _probe(python, None)
     problems = []
     if "pytest" not in found:
         problems.append("pytest is not installed")
-    if "hwopt" in tools and ("pytest-hwopt" not in found or "hwopt" not in eps):
+    if "hwopt" in tools and ("pytest-hwopt" not in found or "hwopt" not in found["_entry_points"]):
         problems.append("pytest-hwopt is not installed (no pytest11 entry point 'hwopt'); "
                         "install it with `pip install -e .` from the repository root")
+    elif "hwopt" in tools and "_package" not in found:
+        problems.append(f"pytest_hwopt does not import: {found.get('_import_error')}")
     if "pytest-benchmark" in tools and "pytest-benchmark" not in found:
         problems.append("pytest-benchmark is not installed (`pip install pytest-benchmark`), "
                         "or leave it out with --tools hwopt")
@@ -510,13 +663,43 @@ print(json.dumps(out))
     return found
 
 
+def _tree_sha256(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def snapshot_plugin(python: str, package: Path, dest: Path, tries: int = 5) -> dict[str, Any]:
+    """Copy the pytest_hwopt package under ``dest`` and check that the copy imports.
+
+    Retried a few times: someone may be in the middle of editing the package.
+    """
+    last = ""
+    for attempt in range(tries):
+        target = dest / "pytest_hwopt"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        found = _probe(python, str(dest))
+        where = found.get("_package")
+        if where and Path(where).resolve() == target.resolve():
+            return {"mode": "snapshot of", "source": str(package), "copy": str(target),
+                    "sha256": _tree_sha256(target), "attempts": attempt + 1}
+        last = found.get("_import_error") or f"imported from {where}, not the copy"
+        time.sleep(5)
+    raise SystemExit(f"verdicts.py: the copy of {package} does not import: {last} "
+                     "(pass --live-plugin to use the installed package as it is)")
+
+
 def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.write_text(json.dumps(doc, separators=(",", ":")))
     os.replace(tmp, path)
 
 
 def _schedule(reps: dict[str, int], tools: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """Tools interleaved repetition by repetition, each until its own count."""
     for rep in range(max(reps.values(), default=0)):
         for tool in tools:
             if rep < reps[tool]:
@@ -528,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == NOISE_WORKER_FLAG:
         _noise_worker(argv[1:])
         return 0
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repetitions", default="hwopt=100,pytest-benchmark=30",
                    help="verdicts per (tool, noise, budget): N for every tool, or "
@@ -539,21 +722,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated tools (default: {','.join(TOOLS)})")
     p.add_argument("--out", default="verdicts-results.json",
                    help="JSON with the raw per-run data (default: verdicts-results.json)")
+    p.add_argument("--workload", choices=sorted(WORKLOADS), default="3n",
+                   help="slow variant: '3n' one call of work(3n) (default), 'repeat' three "
+                        "calls of work(n)")
     p.add_argument("--n", type=int, default=None,
                    help=f"loop iterations of the fast variant (default: calibrated to about "
                         f"{FAST_TARGET_MS} ms)")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs pytest (default: this one)")
+    p.add_argument("--live-plugin", action="store_true",
+                   help="import pytest_hwopt from where it is installed instead of a copy "
+                        "taken at start")
     p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds before one pytest run is killed and counted as an error")
+                   help="seconds before one pytest run is killed and counted as an error "
+                        "(default: 120)")
     p.add_argument("--seed", type=int, default=1, help="seed of the flapping schedule")
     p.add_argument("--hwopt-args", default="",
                    help="extra pytest arguments for the hwopt runs (default: none)")
     p.add_argument("--benchmark-args", default="",
                    help="extra pytest arguments for the pytest-benchmark runs (default: none)")
     p.add_argument("--keep-dir", default=None,
-                   help="where to keep the full --hwopt-json of wrong or failed verdicts "
-                        "(default: OUT without .json + '.wrong/')")
+                   help="where to keep the full --hwopt-json of wrong, failed or far-off verdicts "
+                        "(default: OUT without .json, plus '.wrong/')")
     p.add_argument("--table-from", default=None, metavar="JSON",
                    help="print the report of an earlier run's JSON and exit")
     args = p.parse_args(argv)
@@ -571,10 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if x not in NOISES:
             p.error(f"unknown noise {x!r}; known: {', '.join(NOISES)}")
     reps = _parse_reps(args.repetitions, tools)
-    args.hwopt_args = shlex.split(args.hwopt_args)
-    args.benchmark_args = shlex.split(args.benchmark_args)
-    python = args.python
-    versions = _check_installed(python, tools)
+    found = _check_installed(args.python, tools)
+    versions = {k: v for k, v in found.items() if not k.startswith("_")}
     out = Path(args.out)
     keep = Path(args.keep_dir) if args.keep_dir else out.with_name(
         (out.name[:-5] if out.name.endswith(".json") else out.name) + ".wrong")
@@ -591,54 +779,73 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: nproc={info['nproc']} (cpu_count={info['cpu_count']}), "
           f"CPU: {info['cpu_model']}, {info['platform']}, Python {info['python']}", flush=True)
     print(f"command: {command}", flush=True)
-    n = args.n or calibrate()
-    qr = quiet_ratio(n)
-    print(f"workload: n={n} (fast {qr['fast_ms']:.3f} ms, slow {qr['slow_ms']:.3f} ms, "
-          f"in-process ratio of medians {qr['ratio_of_medians']:.3f})", flush=True)
-    print(f"repetitions: {reps}; noise: {noises}; tools: {tools}", flush=True)
 
-    doc: dict[str, Any] = {
-        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": command, "machine": info, "versions": versions,
-        "calibration": {"n": n, "fast_target_ms": FAST_TARGET_MS, "quiet_ratio": qr},
-        "true_ratio": TRUE_RATIO, "budgets": {str(b): ("pass" if RIGHT[b] else "fail")
-                                              for b in BUDGETS},
-        "repetitions": reps, "noise": noises, "tools": tools,
-        "settings": {"timeout_s": args.timeout, "seed": args.seed,
-                     "hwopt_args": args.hwopt_args, "benchmark_args": args.benchmark_args},
-        "runs": [],
-    }
-    t_start = time.perf_counter()
+    snapdir = tempfile.mkdtemp(prefix="verdicts-plugin-")
     noise: Noise | None = None
+    doc: dict[str, Any] = {}
+    t_start = time.perf_counter()
     try:
+        if "hwopt" in tools and not args.live_plugin:
+            plugin = snapshot_plugin(args.python, Path(found["_package"]), Path(snapdir))
+            pythonpath: str | None = snapdir
+        else:
+            pkg = found.get("_package")
+            plugin = {"mode": "live", "source": pkg,
+                      "sha256": _tree_sha256(Path(pkg)) if pkg else None}
+            pythonpath = None
+        print(f"pytest-hwopt code: {plugin['mode']} {plugin['source']} "
+              f"(sha256 {str(plugin['sha256'])[:16]})", flush=True)
+        n = args.n or calibrate()
+        qr = quiet_ratio(n, args.workload)
+        print(f"workload: fast = work(n), slow = {WORKLOADS[args.workload]}, n={n} "
+              f"(fast {qr['fast_ms']:.3f} ms, slow {qr['slow_ms']:.3f} ms, in-process ratio "
+              f"of medians {qr['ratio_of_medians']:.3f})", flush=True)
+        print(f"repetitions: {reps}; noise: {noises}; tools: {tools}", flush=True)
+        setup = Setup(args.python, n, args.workload, args.timeout,
+                      shlex.split(args.hwopt_args), shlex.split(args.benchmark_args), keep,
+                      pythonpath)
+        doc = {
+            "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": command, "machine": info, "versions": versions, "plugin": plugin,
+            "calibration": {"n": n, "workload": args.workload, "fast_target_ms": FAST_TARGET_MS,
+                            "quiet_ratio": qr},
+            "true_ratio": TRUE_RATIO,
+            "budgets": {str(b): ("pass" if RIGHT[b] else "fail") for b in BUDGETS},
+            "repetitions": reps, "noise": noises, "tools": tools,
+            "settings": {"timeout_s": args.timeout, "seed": args.seed,
+                         "hwopt_args": setup.hwopt_args, "benchmark_args": setup.benchmark_args,
+                         "outside_limit_cores": OUTSIDE_LIMIT},
+            "runs": [],
+        }
         for ni, kind in enumerate(noises):
             noise = Noise(kind, args.seed + ni)
             noise.start()
-            args._noise_now = kind
+            setup.noise, setup.noise_pids = kind, noise.pids()
             t_cond = time.perf_counter()
             done = 0
             total = sum(reps[t] * (len(BUDGETS) if t == "hwopt" else 1) for t in tools)
             for rep, tool in _schedule(reps, tools):
-                args._rep_now = rep
+                setup.rep = rep
                 if tool == "hwopt":
                     # alternate the budgets' order between repetitions
                     budgets = BUDGETS if rep % 2 == 0 else BUDGETS[::-1]
-                    recs = [run_hwopt(python, n, b, args, keep) for b in budgets]
+                    recs = [run_hwopt(setup, b) for b in budgets]
+                    done += len(recs)
                 else:
-                    recs = run_benchmark(python, n, args)
+                    recs = run_benchmark(setup)
+                    done += 1
                 for r in recs:
                     r.update(noise=kind, rep=rep)
                     doc["runs"].append(r)
-                done += len(recs) if tool == "hwopt" else 1
-                for r in recs:
                     mark = "ok " if r["right"] else ("ERR" if "error" in r else "BAD")
                     extra = f" status={r.get('status')}" if tool == "hwopt" else ""
                     measured = r.get("measured")
                     mtext = f"{measured:.3f}" if isinstance(measured, (int, float)) else "-"
+                    outside = (r.get("cpu") or {}).get("outside_cores")
                     print(f"[{kind} {done}/{total}] {mark} {tool} min={r['budget']} "
-                          f"ratio={mtext}{extra} passed={r.get('passed')} "
-                          f"{r['wall_s']:.2f}s" + (f" error={r['error']}" if "error" in r
-                                                   else ""), flush=True)
+                          f"ratio={mtext}{extra} passed={r.get('passed')} {r['wall_s']:.2f}s "
+                          f"outside={outside if outside is None else round(outside, 2)}"
+                          + (f" error={r['error']}" if "error" in r else ""), flush=True)
                 if rep % 5 == 4:
                     _write(out, doc)
             noise.stop()
@@ -651,12 +858,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if noise is not None:
             noise.stop()
-        doc["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        doc["total_s"] = time.perf_counter() - t_start
-        _write(out, doc)
+        shutil.rmtree(snapdir, ignore_errors=True)
+        if doc:
+            doc["finished"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            doc["total_s"] = time.perf_counter() - t_start
+            _write(out, doc)
+    if not doc:
+        return 1
     print()
     print(report(doc))
-    print(f"\nraw per-run data: {out}" + (f"; full JSON of wrong hwopt verdicts: {keep}/"
+    print(f"\nraw per-run data: {out}" + (f"; full --hwopt-json of those verdicts: {keep}/"
                                          if keep.exists() else ""))
     return 1 if doc.get("interrupted") else 0
 
