@@ -480,6 +480,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     env = environment.collect(state._device, state.settings.threads)
     env["settings"] = {k: v for k, v in vars(state.settings).items()}
     document = report.document(state.records, env, __version__)
+    # hooks first: a baseline comparison adds to the document that --hwopt-json writes
+    config.hook.pytest_hwopt_session_results(config=config, document=document)
     if state.settings.json_path:
         report.write_json_atomic(state.settings.json_path, document)
-    config.hook.pytest_hwopt_session_results(config=config, document=document)

@@ -70,6 +70,10 @@ def add_options(parser: pytest.Parser, group: Any) -> None:
                          "(p < 0.01): 10%% or 0.1 (default: 10%%)")
     parser.addini("hwopt_max_regression", "allowed slow-down vs the baseline (default: 10%)",
                   default="")
+    group.addoption("--hwopt-html", action="store", default=None, dest="hwopt_html",
+                    metavar="PATH",
+                    help="write a self-contained HTML report (summary, speedup intervals, "
+                         "latency distributions, cold starts, roofline, environment)")
     group.addoption("--hwopt-benchmark-json", action="store", default=None,
                     dest="hwopt_benchmark_json", metavar="PATH",
                     help="also write results in pytest-benchmark's JSON format (for "
@@ -91,6 +95,7 @@ class ResultsPlugin:
         self.save_name: str | None = None
         self.save_path: Path | None = None
         self.saved: Path | None = None
+        self.html: Path | None = None
         self.benchmark_json: Path | None = None
         self.notes: list[str] = []
         self._compared = False
@@ -256,17 +261,20 @@ class ResultsPlugin:
                 "path": str(self.baseline_path), "max_regression": self.max_regression,
                 "alpha": baseline.ALPHA, "counts": baseline.counts(self.rows),
                 "rows": [r.to_dict() for r in self.rows]}
-            json_path = self._state().settings.json_path
-            if json_path:  # written before this hook ran: again, with the comparison
-                from .report import write_json_atomic
-
-                write_json_atomic(json_path, document)
         if self.save_name or self.save_path:
             self._save(document)
         if self.benchmark_json is not None:
             from .interop import write_benchmark_json
 
             write_benchmark_json(self.benchmark_json, document)
+        html_path = self._option("hwopt_html")
+        if html_path:
+            from .html_report import write_html
+
+            try:
+                self.html = write_html(html_path, document)
+            except RuntimeError as exc:  # plotly missing: say so, keep the other outputs
+                self.notes.append(f"hwopt: no HTML report: {exc}")
 
     def _environment_now(self, env: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
         """The environment to compare; under xdist the controller never resolved the device."""
@@ -319,6 +327,8 @@ class ResultsPlugin:
                             if not_run else ""))
         if self.saved is not None:
             lines.append(f"hwopt: run saved to {_shown(self.saved, config)}")
+        if self.html is not None:
+            lines.append(f"hwopt: HTML report written to {_shown(self.html, config)}")
         if self.benchmark_json is not None and self.benchmark_json.exists():
             lines.append(f"hwopt: pytest-benchmark JSON written to "
                          f"{_shown(self.benchmark_json, config)}")

@@ -409,3 +409,20 @@ def test_pytest_benchmark(benchmark):
                                  "hwopt: 1 test(s) measured on cpu*"])
     names = [b["name"] for b in json.loads(out.read_text())["benchmarks"]]
     assert names == ["test_pytest_benchmark"]
+
+
+def test_html_report_option_writes_a_self_contained_page(pytester, workloads, fast_args):
+    pytest.importorskip("plotly")
+    out = pytester.path / "report" / "hwopt.html"
+    pytester.makepyfile(test_it=workloads + '''
+@hwopt.speedup(min=2.0, vs="slow")
+def test_it(hwopt_bench):
+    hwopt_bench.measure("slow", slow)
+    hwopt_bench.measure("fast", fast)
+''')
+    result = pytester.runpytest(*fast_args, f"--hwopt-html={out}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*HTML report written to *hwopt.html*"])
+    page = out.read_text()
+    assert "test_it.py::test_it" in page and "speedup of fast vs slow" in page
+    assert "<script src=\"http" not in page
