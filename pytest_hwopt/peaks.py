@@ -143,7 +143,7 @@ def roofline_fraction(bytes_moved: float, flops: float, seconds: float, peak_gbs
 # -- measured peaks ---------------------------------------------------------
 
 CUDA_SIZES = {"copy_mb": 512, "gemm_n": 8192}
-CPU_SIZES = {"copy_mb": 32, "gemm_n": 512}
+CPU_SIZES = {"copy_mb": 64, "gemm_n": 512}
 
 
 @dataclass

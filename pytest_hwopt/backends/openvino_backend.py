@@ -63,7 +63,8 @@ class OpenVINOBackend(Backend):
         except Exception as exc:  # noqa: BLE001
             raise BackendError(f"OpenVINO compile failed: {type(exc).__name__}: {exc}") from exc
         self._facts = {**facts, "source": self.source,
-                       "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+                       "inference_precision": _type_name(
+                           compiled.get_property("INFERENCE_PRECISION_HINT")),
                        "threads": self.threads}
         request = compiled.create_infer_request()
         count = len(compiled.outputs)
@@ -74,3 +75,9 @@ class OpenVINOBackend(Backend):
                          for i in range(count))
 
         return run
+
+
+def _type_name(element_type: Any) -> str:
+    """``bf16`` for OpenVINO's ``<Type: 'bfloat16'>``."""
+    to_string = getattr(element_type, "to_string", None)
+    return to_string() if callable(to_string) else str(element_type)
