@@ -22,6 +22,8 @@ from .markers import MARKERS, marker_arguments
 from .specs import BUDGET_KINDS, Requirement, Spec, SpecError, parse_marker, parse_requires
 
 RECORD = "hwopt"  # key of the user property that carries a test's results
+PERF_TEST = "hwopt_test"  # marks the reports of tests that use the plugin's markers or fixtures
+HWOPT_FIXTURES = frozenset({"hwopt_bench", "hwopt_backend", "hwopt_device"})
 
 
 class State:
@@ -34,6 +36,9 @@ class State:
         self._device: Device | None = None
         self._backends: dict[str, Any] | None = None
         self._monitor: Any = None
+        self.perf_tests: set[str] = set()  # node ids of tests that use the plugin
+        self.skipped_perf_tests: set[str] = set()
+        self.all_skipped_message = ""
 
     def device(self) -> Device:
         """The measured device, resolved once (``auto`` resolves on first use)."""
@@ -49,6 +54,10 @@ class State:
         for key, value in report.user_properties:
             if key == RECORD:
                 self.records.append(value)
+            elif key == PERF_TEST:
+                self.perf_tests.add(report.nodeid)
+                if report.skipped:
+                    self.skipped_perf_tests.add(report.nodeid)
 
     def backends(self) -> dict[str, Any]:
         """name -> Backend from every ``pytest_hwopt_backends`` implementation."""
@@ -442,13 +451,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if call.when == "call" and record_key in item.stash:
         report.user_properties.append((RECORD, item.stash[record_key]))
+    if (report.when == "call" or report.skipped) and _uses_plugin(item):
+        report.user_properties.append((PERF_TEST, True))
     return report
+
+
+def _uses_plugin(item: pytest.Item) -> bool:
+    """A performance test: it requests a hwopt fixture or carries a hwopt marker."""
+    if HWOPT_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    return any(m.name.startswith("hwopt_") for m in item.iter_markers())
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     from . import report
 
     state = config.stash.get(state_key, None)
+    if state is not None and state.all_skipped_message:
+        terminalreporter.write_sep("-", "hwopt: nothing measured", red=True)
+        terminalreporter.write_line(state.all_skipped_message)
     if state is None or not state.records:
         return
     tr = terminalreporter
@@ -475,6 +496,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash.get(state_key, None)
     if state is None or hasattr(config, "workerinput"):
         return
+    if state.perf_tests and state.perf_tests == state.skipped_perf_tests:
+        # every performance test skipped: the run must not look green
+        state.all_skipped_message = (
+            f"hwopt: all {len(state.perf_tests)} performance test(s) were skipped, so no "
+            f"budget was checked (see the skip reasons, e.g. with -rs); failing the run")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     from . import __version__, environment, report
 
     env = environment.collect(state._device, state.settings.threads)

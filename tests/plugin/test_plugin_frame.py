@@ -104,3 +104,35 @@ def test_measure_and_compare_without_pytest():
     assert c.low <= c.speedup <= c.high and c.speedup > 2
     assert c.check is not None and c.check.passed
     assert "b vs a:" in str(c)
+
+
+def test_a_run_whose_performance_tests_all_skipped_is_not_green(pytester):
+    pytester.makepyfile(test_it='''
+from pytest_hwopt import hwopt
+
+@hwopt.requires(device="cuda")
+@hwopt.speedup(min=2, vs="a")
+def test_gpu_only(hwopt_bench):
+    pass
+
+def test_unrelated():
+    pass
+''')
+    result = pytester.runpytest("--hwopt-device=cpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*hwopt: all 1 performance test(s) were skipped*"])
+
+
+def test_some_skipped_is_fine(pytester, workloads, fast_args):
+    pytester.makepyfile(test_it=workloads + '''
+@hwopt.requires(device="cuda")
+def test_gpu_only(hwopt_bench):
+    pass
+
+def test_cpu(hwopt_bench):
+    hwopt_bench.measure("fast", fast)
+''')
+    result = pytester.runpytest(*fast_args)
+    result.assert_outcomes(passed=1, skipped=1)
+    assert result.ret == pytest.ExitCode.OK
