@@ -20,7 +20,9 @@ class Bench:
     def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
                  around_run: Callable[[], Any] | None = None,
                  prepare_model: Callable[..., str] | None = None,
-                 after_run: Callable[["Bench"], None] | None = None) -> None:
+                 after_run: Callable[["Bench"], None] | None = None,
+                 capture: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None
+                 ) -> None:
         self._engine = engine
         self._decided = decided
         self._around = around_run
@@ -29,6 +31,7 @@ class Bench:
         self.notes: dict[str, Any] = {}
         self._prepare_model = prepare_model
         self._after_run = after_run
+        self._capture = capture  # CUDA graph capture, on a GPU only
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
         self.tolerances: dict[str, Any] = {}  # variant -> specs.Tolerance
@@ -38,11 +41,13 @@ class Bench:
         self.references: set[str] = set()
 
     def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
-                bytes: float | None = None, flops: float | None = None) -> None:
+                bytes: float | None = None, flops: float | None = None,
+                cuda_graph: bool = False) -> None:
         """Register variant ``name``: ``fn()`` takes no arguments, its return is the output.
 
         ``items`` is how many items one call processes (for throughput);
-        ``bytes``/``flops`` the memory traffic and arithmetic of one call (roofline).
+        ``bytes``/``flops`` the memory traffic and arithmetic of one call (roofline);
+        ``cuda_graph`` captures ``fn`` in a CUDA graph and times its replay (GPU only).
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"hwopt_bench.measure: name must be a non-empty string, got {name!r}")
@@ -62,6 +67,12 @@ class Bench:
                     raise ValueError(f"hwopt_bench.measure({name!r}): {key} must be a "
                                      f"positive number, got {value!r}")
                 extra[key] = float(value)
+        if cuda_graph:
+            if self._capture is None:
+                raise ValueError(f"hwopt_bench.measure({name!r}): cuda_graph=True needs a "
+                                 "CUDA device")
+            extra["cuda_graph"] = True
+            fn = self._capture(fn)
         self.variants[name] = Variant(name, fn, items, extra=extra)
         self.result = None
 

@@ -48,11 +48,22 @@ class Device:
             return [self.name, "cpu"]
         return [self.name, self.torch_device, "cuda"]
 
-    def timer(self) -> Timer:
+    def timer(self, cold_cache: bool = False) -> Timer:
+        """CUDA events on a GPU (``cold_cache``: L2 flushed before each sample), else the host
+        clock. A cold cache cannot be made on a CPU: :class:`DeviceError`."""
         if self.kind == "cuda":
             import torch
 
-            return CudaEventTimer(torch.cuda)
+            if not cold_cache:
+                return CudaEventTimer(torch.cuda)
+            from .cudagraph import l2_flusher
+
+            timer = CudaEventTimer(torch.cuda, between=l2_flusher(self.index or 0))
+            timer.name = "cuda events, L2 flushed before each sample"
+            return timer
+        if cold_cache:
+            raise DeviceError("a cold cache (--hwopt-cache=cold) flushes a GPU's L2; "
+                              f"measuring on {self.torch_device}")
         return HostTimer()
 
     def memory(self) -> Any:
@@ -68,6 +79,7 @@ class CudaPeak:
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.details: dict[str, float | None] = {}  # reserved and NVML figures of the last call
 
     def measure(self, fn: Any) -> float:
         import torch
@@ -75,9 +87,28 @@ class CudaPeak:
         torch.cuda.synchronize(self.index)
         torch.cuda.reset_peak_memory_stats(self.index)
         before = torch.cuda.memory_allocated(self.index)
+        reserved_before = torch.cuda.memory_reserved(self.index)
         fn()
         torch.cuda.synchronize(self.index)
-        return (torch.cuda.max_memory_allocated(self.index) - before) / 2**20
+        peak = (torch.cuda.max_memory_allocated(self.index) - before) / 2**20
+        self.details = {
+            "allocated_peak_mb": peak,
+            "reserved_peak_mb": (torch.cuda.max_memory_reserved(self.index)
+                                 - reserved_before) / 2**20,
+            "nvml_process_mb": _nvml_process_mb(self.index),
+        }
+        return peak
+
+
+def _nvml_process_mb(index: int) -> float | None:
+    """This process's device memory as NVML sees it (the CUDA context included)."""
+    try:
+        from .telemetry import NvmlProbe, nvml_index
+
+        probe = NvmlProbe(nvml_index(index))
+        return probe.process_memory_mb(os.getpid()) if probe.available() else None
+    except Exception:  # noqa: BLE001 - telemetry must never break a measurement
+        return None
 
 
 def torch_installed() -> bool:

@@ -149,6 +149,8 @@ class Engine:
             if self._memory is not None:
                 m.peak_memory_mb = self._memory.measure(plan.variant.fn)
                 m.memory_kind = self._memory.kind
+                if getattr(self._memory, "details", None):
+                    m.extra["memory_details"] = dict(self._memory.details)
         return RunResult(measurements, rounds, elapsed, stopped, contention)
 
     def _warm_up(self, variant: Variant) -> _Plan:

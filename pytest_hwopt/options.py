@@ -52,6 +52,8 @@ OPTIONS: Final = (
     Option("hwopt_seed", "seed of the round order and the bootstrap (default: 0)", "0"),
     Option("hwopt_ort_opt_level", "ONNX Runtime graph optimisation level of the onnxruntime "
            "backend: disable, basic, extended or all (default: all)", "all"),
+    Option("hwopt_cache", "cache state of each timed sample on a GPU: warm, or cold (the L2 "
+           "is flushed before each sample, outside the timed region) (default: warm)", "warm"),
     Option("hwopt_compile_mode", "torch.compile mode of the torch-compile backend (default: "
            "reduce-overhead, i.e. CUDA graphs, on cuda; default on cpu)"),
 )
@@ -73,6 +75,7 @@ class Settings:
     threads: int = 1
     seed: int = 0
     ort_opt_level: str = "all"
+    cache: str = "warm"
     compile_mode: str | None = None
 
 
@@ -133,6 +136,7 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
         seed=int(number("hwopt_seed", int, lambda v: v >= 0, "a whole number >= 0")),
         ort_opt_level=_choice("hwopt_ort_opt_level", text("hwopt_ort_opt_level") or "all",
                               ("disable", "basic", "extended", "all")),
+        cache=_choice("hwopt_cache", text("hwopt_cache") or "warm", ("warm", "cold")),
         compile_mode=(_choice("hwopt_compile_mode", text("hwopt_compile_mode"),
                               ("default", "reduce-overhead", "max-autotune",
                                "max-autotune-no-cudagraphs"))

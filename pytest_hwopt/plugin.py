@@ -156,6 +156,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = opts.parse_settings(raw)
     except opts.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if settings.cache == "cold" and settings.device == "cpu":
+        raise pytest.UsageError("--hwopt-cache=cold flushes a GPU's L2 between samples; it "
+                                "needs --hwopt-device=cuda (or auto on a GPU machine)")
     if settings.json_path and os.path.isdir(settings.json_path):
         raise pytest.UsageError(f"--hwopt-json={settings.json_path}: is a directory; "
                                 "give a file path such as results.json")
@@ -270,7 +273,11 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     if device.kind == "cpu" and "torch" in sys.modules:
         # every variant runs with the same explicit thread count (--hwopt-threads)
         sys.modules["torch"].set_num_threads(settings.threads)
-    engine = Engine(config, timer=device.timer(), memory=device.memory())
+    try:
+        timer = device.timer(cold_cache=settings.cache == "cold")
+    except DeviceError as exc:
+        raise pytest.UsageError(f"--hwopt-cache=cold: {exc}") from None
+    engine = Engine(config, timer=timer, memory=device.memory())
     specs = item.stash.get(specs_key, [])
     bench: Bench
 
@@ -321,7 +328,7 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
             pytest.skip(f"hwopt: {exc}")
 
     bench = Bench(engine, decided, state.measuring, prepare_model,
-                  after_run=lambda b: _annotate(state, b))
+                  after_run=lambda b: _annotate(state, b), capture=_graph_capture(device))
     item.stash[bench_key] = bench
     return bench
 
@@ -382,6 +389,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     if failed and not settings.report_only:
         pytest.fail("\n".join(c.message for c in failed), pytrace=False)
     return result
+
+
+def _graph_capture(device: Device) -> Callable[[Callable[[], Any]], Callable[[], Any]] | None:
+    """CUDA graph capture for ``measure(..., cuda_graph=True)``; None off a GPU."""
+    if device.kind != "cuda":
+        return None
+
+    def capture(fn: Callable[[], Any]) -> Callable[[], Any]:
+        from .cudagraph import capture as capture_graph
+
+        return capture_graph(fn)
+
+    return capture
 
 
 def _from_pytest_benchmark(item: pytest.Function) -> dict[str, Any]:

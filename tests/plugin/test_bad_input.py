@@ -93,6 +93,8 @@ def test_it(hwopt_bench):
     hwopt_bench.measure("a", lambda: 1)
     with pytest.raises(ValueError, match="already registered"):
         hwopt_bench.measure("a", lambda: 1)
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        hwopt_bench.measure("g", lambda: 1, cuda_graph=True)
 ''')
     pytester.runpytest(*fast_args).assert_outcomes(passed=1)
 
@@ -107,6 +109,8 @@ def test_it(hwopt_bench):
         (["--hwopt-confidence=95"], "*--hwopt-confidence=95: expected a level in*"),
         (["--hwopt-min-rounds=1"], "*--hwopt-min-rounds=1: expected a whole number of rounds >= 3*"),
         (["--hwopt-backends=onnxruntime,tensort"], "*unknown backend(s) tensort; known: pytorch*"),
+        (["--hwopt-device=cpu", "--hwopt-cache=cold"], "*--hwopt-cache=cold flushes a GPU's L2*"),
+        (["--hwopt-cache=lukewarm"], "*--hwopt-cache=lukewarm: expected one of warm, cold*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, args, message):
