@@ -7,17 +7,25 @@ without pytest.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from .api import Comparison, compare, measure
-from .backends.base import Backend
-from .markers import hwopt
-from .measurement import Measurement
+if TYPE_CHECKING:
+    from .api import Comparison, compare, measure
+    from .backends.base import Backend
+    from .markers import hwopt
+    from .measurement import Measurement
 
 __all__ = ["Backend", "Comparison", "Measurement", "compare", "hwopt", "measure", "__version__"]
 
+# each name loads its module on first use, so loading the plugin stays cheap
+_LAZY = {"Backend": ".backends.base", "Comparison": ".api", "compare": ".api", "hwopt": ".markers",
+         "measure": ".api", "Measurement": ".measurement"}
+
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 

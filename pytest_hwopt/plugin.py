@@ -9,17 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
 from . import options as opts
-from .bench import Bench
-from .budgets import RoleError, evaluate_all, reported_speedups, undecided
-from .devices import Device, DeviceError
-from .engine import Engine, EngineConfig
-from .markers import MARKERS, marker_arguments
-from .specs import BUDGET_KINDS, Requirement, Spec, SpecError, parse_marker, parse_requires
+from .markers import MARKERS
+
+if TYPE_CHECKING:  # the rest loads when a test uses the plugin, not at pytest start-up
+    from .bench import Bench
+    from .devices import Device
+    from .specs import Requirement, Spec
 
 RECORD = "hwopt"  # key of the user property that carries a test's results
 PERF_TEST = "hwopt_test"  # marks the reports of tests that use the plugin's markers or fixtures
@@ -103,7 +103,7 @@ class State:
 
 state_key = pytest.StashKey[State]()
 specs_key = pytest.StashKey["list[Spec]"]()
-bench_key = pytest.StashKey[Bench]()
+bench_key = pytest.StashKey["Bench"]()
 record_key = pytest.StashKey["dict[str, Any]"]()
 
 
@@ -169,6 +169,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(results_plugin.ResultsPlugin(config), "hwopt-results")
     if settings.device != "auto":
+        from .devices import DeviceError
+
         try:
             state.device()
         except DeviceError as exc:
@@ -218,6 +220,11 @@ def _parametrized_by_test(metafunc: pytest.Metafunc) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _uses_plugin(item, benchmark=True):
+        return  # an ordinary test pays nothing
+    from .markers import marker_arguments
+    from .specs import BUDGET_KINDS, SpecError, parse_marker, parse_requires
+
     specs: list[Spec] = []
     try:
         for kind in BUDGET_KINDS:
@@ -263,6 +270,11 @@ def hwopt_device(pytestconfig: pytest.Config) -> Device:
 @pytest.fixture
 def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     """Register variants with ``measure(name, fn)``; they are measured after the test body."""
+    from .bench import Bench
+    from .budgets import RoleError, evaluate_all, undecided
+    from .devices import DeviceError
+    from .engine import Engine, EngineConfig
+
     state = request.config.stash[state_key]
     settings = state.settings
     device = state.device()
@@ -352,6 +364,9 @@ def hwopt_backend(request: pytest.FixtureRequest) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     result = yield
+    if specs_key not in pyfuncitem.stash and bench_key not in pyfuncitem.stash:
+        return result  # not a performance test
+    from .budgets import RoleError, evaluate_all, reported_speedups
     specs = pyfuncitem.stash.get(specs_key, [])
     bench = pyfuncitem.stash.get(bench_key, None)
     state = pyfuncitem.config.stash[state_key]
@@ -476,22 +491,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _uses_plugin(item: pytest.Item) -> bool:
-    """A performance test: it requests a hwopt fixture or carries a hwopt marker."""
-    if HWOPT_FIXTURES & set(getattr(item, "fixturenames", ())):
+def _uses_plugin(item: pytest.Item, benchmark: bool = False) -> bool:
+    """A performance test: it requests a hwopt fixture (or, with ``benchmark``, pytest-benchmark's,
+    which a budgets file may give budgets to) or carries a hwopt marker."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if HWOPT_FIXTURES & fixtures or (benchmark and "benchmark" in fixtures):
         return True
     return any(m.name.startswith("hwopt_") for m in item.iter_markers())
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from . import report
-
     state = config.stash.get(state_key, None)
     if state is not None and state.all_skipped_message:
         terminalreporter.write_sep("-", "hwopt: nothing measured", red=True)
         terminalreporter.write_line(state.all_skipped_message)
     if state is None or not state.records:
         return
+    from . import report
+
     tr = terminalreporter
     tr.write_sep("-", "hwopt summary")
     for line in report.table(report.summary_rows(state.records), report.SUMMARY_HEADER):
@@ -523,6 +540,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             f"budget was checked (see the skip reasons, e.g. with -rs); failing the run")
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if not state.records and not state.settings.json_path:
+        return  # nothing measured, nothing asked for
     from . import __version__, environment, report
 
     env = environment.collect(state._device, state.settings.threads)

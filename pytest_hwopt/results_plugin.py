@@ -41,8 +41,22 @@ from typing import Any
 
 import pytest
 
-from . import baseline, budgetfile
-from .budgets import FAILED, PASSED, Check
+from importlib import import_module
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first used: loading the plugin stays cheap
+    for runs that keep no baseline and read no budgets file."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(import_module(self._name, __package__), attr)
+
+
+baseline: Any = _OnFirstUse(".baseline")
+budgetfile: Any = _OnFirstUse(".budgetfile")
 
 
 def add_options(parser: pytest.Parser, group: Any) -> None:
@@ -103,7 +117,7 @@ class ResultsPlugin:
 
         raw = self._option("hwopt_max_regression") or _ini(config, "hwopt_max_regression")
         try:
-            self.max_regression = baseline.parse_threshold(raw)
+            self.max_regression = baseline.parse_threshold(raw) if raw else 0.10  # the default, 10%
         except ValueError as exc:
             raise pytest.UsageError(f"--hwopt-max-regression={raw}: {exc}") from None
         self._load_budgets()
@@ -239,6 +253,8 @@ class ResultsPlugin:
             row = baseline.compare_samples(item.nodeid, name, old[name], m.samples_ms, t)
             if row.verdict not in (baseline.REGRESSION, baseline.IMPROVEMENT):
                 continue
+            from .budgets import FAILED, PASSED, Check
+
             checks.append(Check(
                 "regression", name, None, 1.0 + t, row.ratio, None, None, "x",
                 FAILED if row.verdict == baseline.REGRESSION else PASSED,
