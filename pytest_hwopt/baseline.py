@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import stats
+from .report import jsonable
 
 DEFAULT_MAX_REGRESSION = 0.10
 ALPHA = 0.01
@@ -337,7 +338,7 @@ def save_numbered(directory: str | Path, name: str, document: Mapping[str, Any])
     """Write ``document`` as the next numbered run; never replaces an existing file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=1, default=_jsonable) + "\n"
+    text = json.dumps(document, indent=1, default=jsonable) + "\n"
     for _ in range(1000):
         target = next_path(directory, name)
         try:
@@ -352,10 +353,3 @@ def save_numbered(directory: str | Path, name: str, document: Mapping[str, Any])
         return target
     raise OSError(f"{directory}: could not find a free run number")
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)

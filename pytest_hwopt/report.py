@@ -125,7 +125,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=_jsonable)
+            json.dump(data, fh, indent=1, default=jsonable)
             fh.write("\n")
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
         os.replace(tmp, target)
@@ -141,7 +141,8 @@ def _umask() -> int:
     return mask
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """What ``json.dump`` cannot write itself: sets and tuples as lists, paths as text."""
     if isinstance(value, (set, tuple)):
         return list(value)
     if isinstance(value, Path):
