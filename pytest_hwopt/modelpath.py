@@ -119,6 +119,8 @@ def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, m
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                            ) from exc
     prepare_s = time.perf_counter() - start
+    if on_progress:
+        on_progress(f"{candidate_name} ready in {prepare_s:.1f} s")
     warned = sorted({f"{w.category.__name__}: {str(w.message)[:120]}" for w in caught})
 
     def run(*args: Any) -> Any:

@@ -333,7 +333,8 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
             return modelpath.register(bench, backends, chosen, module, example_inputs, device,
                                       precision, name, settings.threads,
                                       _accuracy_override(specs, device, candidate),
-                                      settings.seed, _progress(request.config))
+                                      settings.seed,
+                                      _progress(request.config, backends[chosen].slow_to_prepare))
         except (BackendError, modelpath.WrongOutputs) as exc:
             pytest.fail(str(exc), pytrace=False)
         except modelpath.Unsupported as exc:
@@ -470,12 +471,19 @@ def _accuracy_override(specs: list[Spec], device: Device, candidate: str
     return None
 
 
-def _progress(config: pytest.Config) -> Callable[[str], None]:
-    """Long preparations (exports, compiles, engine builds) say so in the terminal."""
+def _progress(config: pytest.Config, slow: bool) -> Callable[[str], None]:
+    """Preparations say so in the terminal: always when slow (a compile, an engine build, which
+    can take minutes), with ``-v`` otherwise."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
 
     def show(message: str) -> None:
-        if reporter is not None and config.option.verbose > 0:
+        if reporter is None or not (slow or config.option.verbose > 0):
+            return
+        # the test's output is being captured: step around it, as pytest's own -s does
+        suspended = (capture.global_and_fixture_disabled() if capture is not None
+                     else contextlib.nullcontext())
+        with suspended:
             reporter.write(f" [hwopt: {message}]", flush=True)
 
     return show

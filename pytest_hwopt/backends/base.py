@@ -22,6 +22,8 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)
     #: modules that must be importable for this backend (checked without importing)
     requires_modules: tuple[str, ...] = ()
+    #: preparation can take long (a compile, an engine build): announced in the terminal
+    slow_to_prepare: bool = False
 
     def __init__(self, name: str | None = None) -> None:
         if name:

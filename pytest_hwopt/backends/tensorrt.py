@@ -349,6 +349,7 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8")
     requires_modules = ("torch", "onnx")
+    slow_to_prepare = True
 
     def __init__(self, cache: ArtifactCache, workspace_mb: int = 1024,
                  exporters: Sequence[str] = EXPORTERS,

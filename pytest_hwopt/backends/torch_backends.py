@@ -48,6 +48,7 @@ class CompileBackend(Backend):
     name = "torch-compile"
     precisions = ("fp32", "fp16", "bf16")
     requires_modules = ("torch",)
+    slow_to_prepare = True
 
     def __init__(self, mode: str | None = None, name: str | None = None) -> None:
         self.mode = mode

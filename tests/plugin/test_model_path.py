@@ -219,3 +219,14 @@ def test_mlp(hwopt_backend, hwopt_bench):
     for onnx_file in (pytester.path / ".pytest_cache" / "d" / "hwopt").glob("*.onnx"):
         onnx_file.write_bytes(b"not an onnx file")
     assert cached(3) is False, "a corrupt entry is rebuilt, not trusted"
+
+
+def test_slow_preparations_are_announced(pytester):
+    pytester.makeconftest(CUSTOM.replace('name = "same"', 'name = "same"\n    slow_to_prepare = True'))
+    pytester.makepyfile(test_it=MODEL + '''
+def test_mlp(hwopt_backend, hwopt_bench):
+    hwopt_bench.model(*mlp())
+''')
+    result = pytester.runpytest_subprocess(*ARGS, "--hwopt-backends=same", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*[[]hwopt: preparing same[]]*[[]hwopt: same ready in *s[]]*"])
