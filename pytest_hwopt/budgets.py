@@ -18,6 +18,8 @@ from .specs import TOLERANCES, Spec, Tolerance, resolve_budget
 
 PASSED, FAILED, INCONCLUSIVE, SKIPPED = "passed", "failed", "inconclusive", "skipped"
 REPORTED = "reported"  # measured without a budget
+# budgets whose interval narrows with more rounds: the only ones adaptive sampling waits for
+SAMPLED_KINDS = ("speedup", "latency", "throughput")
 
 
 class RoleError(ValueError):

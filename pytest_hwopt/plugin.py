@@ -271,7 +271,7 @@ def hwopt_device(pytestconfig: pytest.Config) -> Device:
 def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     """Register variants with ``measure(name, fn)``; they are measured after the test body."""
     from .bench import Bench
-    from .budgets import RoleError, evaluate_all, undecided
+    from .budgets import SAMPLED_KINDS, RoleError, evaluate_all, undecided
     from .devices import DeviceError
     from .engine import Engine, EngineConfig
 
@@ -294,14 +294,17 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     bench: Bench
 
     def decided() -> Callable[[Any], bool] | None:
-        if not specs and not bench.implicit_specs:
+        # only sampled budgets decide when to stop: outputs are compared once, after the run
+        # (mid-run, the after-timing outputs do not exist yet)
+        sampled = [s for s in _all_specs(specs, bench) if s.kind in SAMPLED_KINDS]
+        if not sampled:
             return None
 
         def clear(measurements: Any) -> bool:
             try:
-                checks = evaluate_all(_all_specs(specs, bench), measurements,
-                                      device.budget_keys(), settings.confidence,
-                                      bench.tolerances, sorted(bench.references))
+                checks = evaluate_all(sampled, measurements, device.budget_keys(),
+                                      settings.confidence, bench.tolerances,
+                                      sorted(bench.references))
             except RoleError:
                 return True  # reported after the run
             return not undecided(checks)

@@ -231,3 +231,46 @@ def test_it(hwopt_bench):
     assert doc["results"][0]["minor_faults_per_call"] is not None
     assert doc["environment"]["threads"] >= 1
     assert re.match(r"\d+\.\d+", doc["environment"]["python"])
+
+
+def test_sampling_goes_on_while_the_speedup_is_unclear_even_with_an_accuracy_budget(
+        pytester, fast_args, tmp_path):
+    """Outputs are compared after the run; mid-run they must not end the sampling early."""
+    out = tmp_path / "r.json"
+    result = run(pytester, '''
+import itertools
+from pytest_hwopt import hwopt
+
+
+class Straddling:
+    """Per-sample times whose ratio of medians sits exactly on the budget."""
+    name = "fake"
+
+    def __init__(self, times):
+        self.times = times
+
+    def time_samples(self, fn, calls_per_sample, samples):
+        fn()
+        times = self.times.get(fn, itertools.repeat(0.001))  # warm-up wraps the first call
+        return [next(times) for _ in range(samples)]
+
+
+def slow():
+    return [1.0, 2.0]
+
+
+def fast():
+    return [1.0, 2.0]
+
+
+@hwopt.speedup(min=3.0, vs="slow")
+@hwopt.accuracy(atol=0, vs="slow")
+def test_it(hwopt_bench):
+    hwopt_bench.measure("slow", slow)
+    hwopt_bench.measure("fast", fast)
+    hwopt_bench._engine.timer = Straddling({
+        slow: itertools.cycle([0.0027] * 3 + [0.0033] * 3), fast: itertools.repeat(0.001)})
+''', *fast_args, "--hwopt-max-time=0.5", "--hwopt-report-only", f"--hwopt-json={out}")
+    result.assert_outcomes(passed=1)
+    test = json.loads(out.read_text())["tests"][0]
+    assert test["stopped"] == "time limit" and test["rounds"] > 5
