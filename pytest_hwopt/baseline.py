@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import stats
+from .options import DEFAULT_MAX_REGRESSION
 from .report import jsonable
 
-DEFAULT_MAX_REGRESSION = 0.10
 ALPHA = 0.01
 SAVE_DIR = ".hwopt"
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Callable, Final, Mapping
 
 
+DEFAULT_MAX_REGRESSION: Final = 0.10  # --hwopt-max-regression, here so start-up need not load baselines
+
+
 class OptionError(ValueError):
     """A bad option value; the message names the option and what it accepts."""
 

@@ -36,12 +36,13 @@ Loading this module imports neither torch nor NumPy.
 from __future__ import annotations
 
 import platform
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from importlib import import_module
+from .options import DEFAULT_MAX_REGRESSION
 
 
 class _OnFirstUse:
@@ -117,7 +118,7 @@ class ResultsPlugin:
 
         raw = self._option("hwopt_max_regression") or _ini(config, "hwopt_max_regression")
         try:
-            self.max_regression = baseline.parse_threshold(raw) if raw else 0.10  # the default, 10%
+            self.max_regression = baseline.parse_threshold(raw) if raw else DEFAULT_MAX_REGRESSION
         except ValueError as exc:
             raise pytest.UsageError(f"--hwopt-max-regression={raw}: {exc}") from None
         self._load_budgets()
