@@ -84,8 +84,11 @@ class OnnxRuntimeBackend(Backend):
         path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
                                   self.dynamic_axes, optimize=not self.raw_export)
         if precision == "int8":
-            path = self._quantized(path)
-            facts["quantization"] = "ORT dynamic, QInt8 weights"
+            reduce_range = not cpu_has_vnni()
+            path = self._quantized(path, reduce_range)
+            facts["quantization"] = ("ORT dynamic, QInt8 weights"
+                                     + (", 7-bit range (no VNNI)" if reduce_range else ""))
+            facts["quantization_reduce_range"] = reduce_range
         options = ort.SessionOptions()
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -116,16 +119,39 @@ class OnnxRuntimeBackend(Backend):
             return _cuda_runner(session, names, device)
         return _cpu_runner(session, names)
 
-    def _quantized(self, path: Path) -> Path:
+    def _quantized(self, path: Path, reduce_range: bool) -> Path:
+        """Dynamic int8 quantisation. On x86 CPUs without VNNI, ONNX Runtime's u8s8 kernels
+        can saturate their 16-bit intermediate sums (ONNX Runtime's quantisation guide); its
+        remedy is ``reduce_range`` (7-bit weights), chosen here from the CPU's features."""
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         def build(out: Path) -> dict[str, Any]:
-            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
-            return {"source": path.name}
+            quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8,
+                             reduce_range=reduce_range)
+            return {"source": path.name, "reduce_range": reduce_range}
 
-        key = self.cache.key("int8", path.name, _version("onnxruntime"))
+        key = self.cache.key("int8", path.name, _version("onnxruntime"),
+                             "reduce_range" if reduce_range else "full_range")
         out, _, _ = self.cache.get_or_build(key, ".int8.onnx", build)
         return out
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX int8);
+    ARM CPUs are treated as having them (ONNX Runtime's saturation note is about x86)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
 
 
 def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:
