@@ -11,16 +11,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import Comparison, compare, measure
-    from .backends.base import Backend
-    from .markers import hwopt
-    from .measurement import Measurement
+    from pytest_hwopt.api import Comparison, compare, measure
+    from pytest_hwopt.backends.base import Backend
+    from pytest_hwopt.markers import hwopt
+    from pytest_hwopt.core.measurement import Measurement
 
 __all__ = ["Backend", "Comparison", "Measurement", "compare", "hwopt", "measure", "__version__"]
 
 # each name loads its module on first use, so loading the plugin stays cheap
 _LAZY = {"Backend": ".backends.base", "Comparison": ".api", "compare": ".api", "hwopt": ".markers",
-         "measure": ".api", "Measurement": ".measurement"}
+         "measure": ".api", "Measurement": ".core.measurement"}
 
 
 def __getattr__(name: str) -> Any:

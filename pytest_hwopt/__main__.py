@@ -18,7 +18,7 @@ import argparse
 import sys
 from typing import Sequence, TextIO
 
-from . import baseline
+from pytest_hwopt.results import baseline
 
 
 def _parser() -> argparse.ArgumentParser:

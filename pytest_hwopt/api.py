@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import stats
-from .budgets import Check, evaluate, undecided
-from .engine import Engine, EngineConfig, Variant
-from .measurement import Measurement
-from .specs import Spec
+from pytest_hwopt.core import stats
+from pytest_hwopt.core.verdicts import Check, evaluate, undecided
+from pytest_hwopt.core.engine import Engine, EngineConfig, Variant
+from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.specs import Spec
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _engine(config: EngineConfig | None, device: str) -> Engine:
     """An engine timing on ``device``: the host clock on a CPU, CUDA events on a GPU."""
     if device == "cpu":
         return Engine(config)
-    from .devices import resolve
+    from pytest_hwopt.hardware.devices import resolve
 
     dev = resolve(device)
     return Engine(config, timer=dev.timer(), memory=dev.memory())

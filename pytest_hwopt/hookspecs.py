@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from pytest_hwopt.backends.base import Backend
 
 
 @pytest.hookspec

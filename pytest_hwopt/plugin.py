@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
-from . import options as opts
-from .markers import MARKERS
+from pytest_hwopt.core import settings as opts
+from pytest_hwopt.markers import MARKERS
 
 if TYPE_CHECKING:  # the rest loads when a test uses the plugin, not at pytest start-up
-    from .bench import Bench
-    from .devices import Device
-    from .specs import Requirement, Spec
+    from pytest_hwopt.core.bench import Bench
+    from pytest_hwopt.hardware.devices import Device
+    from pytest_hwopt.core.specs import Requirement, Spec
 
 RECORD = "hwopt"  # key of the user property that carries a test's results
 PERF_TEST = "hwopt_test"  # marks the reports of tests that use the plugin's markers or fixtures
@@ -43,7 +43,7 @@ class State:
     def device(self) -> Device:
         """The measured device, resolved once (``auto`` resolves on first use)."""
         if self._device is None:
-            from . import devices
+            from pytest_hwopt.hardware import devices
 
             spec = _worker_device(self.settings.device, self.config)
             self._device = devices.resolve(spec)
@@ -62,7 +62,7 @@ class State:
     def backends(self) -> dict[str, Any]:
         """name -> Backend from every ``pytest_hwopt_backends`` implementation."""
         if self._backends is None:
-            from .backends import base
+            from pytest_hwopt.backends import base
 
             self._backends = base.collect(self.config.hook.pytest_hwopt_backends(config=self.config))
         return self._backends
@@ -70,7 +70,7 @@ class State:
     def monitor(self) -> Any:
         """NVML telemetry for the device (inactive on a CPU or without NVML)."""
         if self._monitor is None:
-            from .monitoring import DeviceMonitor
+            from pytest_hwopt.hardware.monitor import DeviceMonitor
 
             self._monitor = DeviceMonitor(self.device())
         return self._monitor
@@ -79,7 +79,7 @@ class State:
         """Copy bandwidth and GEMM TFLOP/s of the device, measured once per machine and cached."""
         device = self.device()
         if not device.peak:
-            from .peaks import measure_peaks, published_peak
+            from pytest_hwopt.hardware.peaks import measure_peaks, published_peak
 
             cache = self.config.cache.mkdir("hwopt-peaks") if getattr(
                 self.config, "cache", None) is not None else None
@@ -94,7 +94,7 @@ class State:
         """Around a run: under pytest-xdist one worker at a time per device; NVML watching."""
         with contextlib.ExitStack() as stack:
             if "PYTEST_XDIST_WORKER" in os.environ:
-                from .devlock import device_lock
+                from pytest_hwopt.hardware.devlock import device_lock
 
                 stack.enter_context(device_lock(self.device().torch_device))
             seen = stack.enter_context(self.monitor().window())
@@ -124,7 +124,7 @@ def _worker_device(spec: str, config: pytest.Config) -> str:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspecs
+    from pytest_hwopt import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -140,7 +140,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(opt.cli, action="store", default=None, dest=opt.name,
                             metavar=opt.name.split("_", 1)[1].upper(), help=opt.help)
             parser.addini(opt.name, opt.help, default="")
-    from . import results_plugin
+    from pytest_hwopt._plugin import results as results_plugin
 
     results_plugin.add_options(parser, group)
 
@@ -165,11 +165,11 @@ def pytest_configure(config: pytest.Config) -> None:
     state = State(config, settings)
     config.stash[state_key] = state
     config.pluginmanager.register(state, "hwopt-state")
-    from . import results_plugin  # baselines, budgets file, HTML and pytest-benchmark output
+    from pytest_hwopt._plugin import results as results_plugin  # baselines, budgets file, HTML and pytest-benchmark output
 
     config.pluginmanager.register(results_plugin.ResultsPlugin(config), "hwopt-results")
     if settings.device != "auto":
-        from .devices import DeviceError
+        from pytest_hwopt.hardware.devices import DeviceError
 
         try:
             state.device()
@@ -186,7 +186,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_hwopt_backends(config: pytest.Config) -> list[Any]:
-    from .backends import builtin
+    from pytest_hwopt.backends import builtin
 
     cache = config.cache.mkdir("hwopt") if getattr(config, "cache", None) is not None else None
     return builtin.all_backends(config.stash[state_key].settings, cache)
@@ -222,8 +222,8 @@ def _parametrized_by_test(metafunc: pytest.Metafunc) -> bool:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if not _uses_plugin(item, benchmark=True):
         return  # an ordinary test pays nothing
-    from .markers import marker_arguments
-    from .specs import BUDGET_KINDS, SpecError, parse_marker, parse_requires
+    from pytest_hwopt.markers import marker_arguments
+    from pytest_hwopt.core.specs import BUDGET_KINDS, SpecError, parse_marker, parse_requires
 
     specs: list[Spec] = []
     try:
@@ -270,10 +270,10 @@ def hwopt_device(pytestconfig: pytest.Config) -> Device:
 @pytest.fixture
 def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     """Register variants with ``measure(name, fn)``; they are measured after the test body."""
-    from .bench import Bench
-    from .budgets import SAMPLED_KINDS, RoleError, evaluate_all, undecided
-    from .devices import DeviceError
-    from .engine import Engine, EngineConfig
+    from pytest_hwopt.core.bench import Bench
+    from pytest_hwopt.core.verdicts import SAMPLED_KINDS, RoleError, evaluate_all, undecided
+    from pytest_hwopt.hardware.devices import DeviceError
+    from pytest_hwopt.core.engine import Engine, EngineConfig
 
     state = request.config.stash[state_key]
     settings = state.settings
@@ -316,8 +316,8 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
 
     def prepare_model(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
                       name: str | None, backend: str | None) -> str:
-        from . import modelpath
-        from .backends.base import BackendError
+        from pytest_hwopt.backends import modelpath
+        from pytest_hwopt.backends.base import BackendError
 
         chosen = backend or fixture_backend
         if chosen is None:
@@ -370,7 +370,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     result = yield
     if specs_key not in pyfuncitem.stash and bench_key not in pyfuncitem.stash:
         return result  # not a performance test
-    from .budgets import RoleError, evaluate_all, reported_speedups
+    from pytest_hwopt.core.verdicts import RoleError, evaluate_all, reported_speedups
     specs = pyfuncitem.stash.get(specs_key, [])
     bench = pyfuncitem.stash.get(bench_key, None)
     state = pyfuncitem.config.stash[state_key]
@@ -416,7 +416,7 @@ def _graph_capture(device: Device) -> Callable[[Callable[[], Any]], Callable[[],
         return None
 
     def capture(fn: Callable[[], Any]) -> Callable[[], Any]:
-        from .cudagraph import capture as capture_graph
+        from pytest_hwopt.hardware.cudagraph import capture as capture_graph
 
         return capture_graph(fn)
 
@@ -428,7 +428,7 @@ def _from_pytest_benchmark(item: pytest.Function) -> dict[str, Any]:
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     if fixture is None:
         return {}
-    from .interop import measurements_from_benchmark
+    from pytest_hwopt.results.benchmark_format import measurements_from_benchmark
 
     return measurements_from_benchmark(fixture)
 
@@ -444,7 +444,7 @@ def _run_record(bench: Bench) -> dict[str, Any]:
 
 def _annotate(state: State, bench: Bench) -> None:
     """Roofline figures for variants that declared their work; energy per call on NVIDIA GPUs."""
-    from . import monitoring
+    from pytest_hwopt.hardware import monitor as monitoring
 
     assert bench.result is not None
     measurements = bench.result.measurements
@@ -466,7 +466,7 @@ def _all_specs(specs: list[Spec], bench: Bench) -> list[Spec]:
 def _accuracy_override(specs: list[Spec], device: Device, candidate: str
                        ) -> Any:
     """The tolerance from the test's hwopt.accuracy marker for this candidate (model path gate)."""
-    from .budgets import tolerance_of
+    from pytest_hwopt.core.verdicts import tolerance_of
 
     for spec in specs:
         if spec.kind == "accuracy" and spec.of in (None, candidate):
@@ -518,7 +518,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(state.all_skipped_message)
     if state is None or not state.records:
         return
-    from . import report
+    from pytest_hwopt.results import terminal as report
 
     tr = terminalreporter
     tr.write_sep("-", "hwopt summary")
@@ -553,7 +553,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if not state.records and not state.settings.json_path:
         return  # nothing measured, nothing asked for
-    from . import __version__, environment, report
+    from pytest_hwopt import __version__
+    from pytest_hwopt.hardware import environment
+    from pytest_hwopt.results import terminal as report
 
     env = environment.collect(state._device, state.settings.threads)
     env["settings"] = {k: v for k, v in vars(state.settings).items()}

@@ -195,7 +195,8 @@ def _median_ms(seconds: list[float]) -> float:
 
 def section_facts(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
-    from pytest_hwopt import __version__, devices
+    from pytest_hwopt import __version__
+    from pytest_hwopt.hardware import devices
 
     dev = devices.resolve("cuda")
     ctx["device"] = dev
@@ -221,7 +222,7 @@ def section_facts(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def section_timers(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
-    from pytest_hwopt.timing import CudaEventTimer, HostTimer, SyncedHostTimer
+    from pytest_hwopt.core.timing import CudaEventTimer, HostTimer, SyncedHostTimer
 
     n = 4096
     a = torch.randn(n, n, device="cuda")
@@ -267,8 +268,8 @@ def _spacer(torch: Any) -> Callable[[], None]:
 
 def section_l2_flush(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
-    from pytest_hwopt.cudagraph import l2_flusher
-    from pytest_hwopt.timing import CudaEventTimer
+    from pytest_hwopt.hardware.cudagraph import l2_flusher
+    from pytest_hwopt.core.timing import CudaEventTimer
 
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 0) or 32 * 2**20
@@ -308,9 +309,9 @@ def section_l2_flush(ctx: dict[str, Any]) -> dict[str, Any]:
 def section_cuda_graph(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
     from pytest_hwopt import compare
-    from pytest_hwopt.cudagraph import capture
-    from pytest_hwopt.engine import Engine, EngineConfig
-    from pytest_hwopt.timing import CudaEventTimer
+    from pytest_hwopt.hardware.cudagraph import capture
+    from pytest_hwopt.core.engine import Engine, EngineConfig
+    from pytest_hwopt.core.timing import CudaEventTimer
 
     layers: list[Any] = []
     for _ in range(12):
@@ -339,7 +340,7 @@ def section_cuda_graph(ctx: dict[str, Any]) -> dict[str, Any]:
 
 CAPTURE_FAILURE_CODE = """
 import torch
-from pytest_hwopt.cudagraph import CaptureError, capture
+from pytest_hwopt.hardware.cudagraph import CaptureError, capture
 x = torch.ones(4, device="cuda")
 try:
     capture(lambda: x.sum().item())
@@ -380,7 +381,7 @@ def _gemm_operands(torch: Any, n: int) -> tuple[Any, Any, Any, str]:
 
 def _nvml_probe(ctx: dict[str, Any]) -> Any:
     if "probe" not in ctx:
-        from pytest_hwopt.telemetry import NvmlProbe, nvml_index
+        from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_index
 
         ctx["probe"] = NvmlProbe(nvml_index(0))
     return ctx["probe"]
@@ -438,8 +439,8 @@ def section_nvml(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def section_peaks(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
-    from pytest_hwopt import peaks
-    from pytest_hwopt.timing import CudaEventTimer
+    from pytest_hwopt.hardware import peaks
+    from pytest_hwopt.core.timing import CudaEventTimer
 
     dev = ctx["device"]
     cache = ctx["outdir"] / "peaks-cache"
@@ -491,7 +492,7 @@ def section_peaks(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def section_memory(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
-    from pytest_hwopt.devices import CudaPeak
+    from pytest_hwopt.hardware.devices import CudaPeak
 
     probe = _nvml_probe(ctx)
     nvml = probe.available()
@@ -544,7 +545,7 @@ def section_memory(ctx: dict[str, Any]) -> dict[str, Any]:
 def section_engine(ctx: dict[str, Any]) -> dict[str, Any]:
     torch = ctx["torch"]
     from pytest_hwopt import compare, measure
-    from pytest_hwopt.engine import Engine, EngineConfig
+    from pytest_hwopt.core.engine import Engine, EngineConfig
 
     dev = ctx["device"]
     n = 4096

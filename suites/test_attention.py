@@ -71,7 +71,7 @@ except OSError:  # not glibc: the measurement may miss reused memory (then 0 MB 
 import torch
 from torch.nn import functional as F
 from models import naive_attention
-from pytest_hwopt.noise import ResidentPeak
+from pytest_hwopt.core.contention import ResidentPeak
 torch.set_num_threads(1)
 fn = naive_attention if sys.argv[1] == "naive" else F.scaled_dot_product_attention
 peaks = []

@@ -29,7 +29,7 @@ def test_export_with_dynamic_shapes_matches_eager(case, exporter, tmp_path, hwop
     import onnxruntime as ort
 
     from pytest_hwopt.backends.onnx_export import export
-    from pytest_hwopt.outputs import compare
+    from pytest_hwopt.core.outputs import compare
 
     if hwopt_device.kind != "cpu":
         pytest.skip("the export check runs the graph on ONNX Runtime's CPU provider")

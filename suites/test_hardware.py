@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pytest_hwopt import hwopt, measure
-from pytest_hwopt.engine import EngineConfig
+from pytest_hwopt.core.engine import EngineConfig
 
 pytestmark = pytest.mark.hardware
 

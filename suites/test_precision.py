@@ -7,7 +7,7 @@ import torch
 
 from models import MLP, SmallCNN, TinyGPT, seeded
 from pytest_hwopt import hwopt
-from pytest_hwopt.outputs import compare
+from pytest_hwopt.core.outputs import compare
 
 pytestmark = pytest.mark.precision
 

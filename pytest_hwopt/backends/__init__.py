@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .base import Backend, BackendError
+from pytest_hwopt.backends.base import Backend, BackendError
 
 _LAZY = {
     "EagerBackend": ".torch_backends",

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import Backend
-from .cache import ArtifactCache
+from pytest_hwopt.backends.base import Backend
+from pytest_hwopt.backends.cache import ArtifactCache
 
 
 def all_backends(settings: Any, cache_dir: Path | None) -> list[Backend]:
     """pytorch (the reference), torch-compile, onnxruntime, onnxruntime-trt, tensorrt, openvino."""
-    from .openvino_backend import OpenVINOBackend
-    from .ort import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
-    from .tensorrt import TensorRTBackend
-    from .torch_backends import CompileBackend, EagerBackend
+    from pytest_hwopt.backends.openvino_backend import OpenVINOBackend
+    from pytest_hwopt.backends.ort import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend
+    from pytest_hwopt.backends.tensorrt import TensorRTBackend
+    from pytest_hwopt.backends.torch_backends import CompileBackend, EagerBackend
 
     cache = ArtifactCache(cache_dir)
     threads = settings.threads

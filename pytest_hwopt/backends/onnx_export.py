@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .base import BackendError
+from pytest_hwopt.backends.base import BackendError
 
 EXPORTERS = ("dynamo", "torchscript")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .base import Backend, BackendError, missing_modules
-from .cache import ArtifactCache
+from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.cache import ArtifactCache
 
 # precision -> INFERENCE_PRECISION_HINT; "default" leaves OpenVINO's own choice
 # (bf16 on CPUs with AMX or AVX512-BF16), which is only comparable with an accuracy budget
@@ -39,7 +39,7 @@ class OpenVINOBackend(Backend):
 
         try:
             if self.source == "onnx":
-                from .ort import cached_onnx
+                from pytest_hwopt.backends.ort import cached_onnx
 
                 path, facts = cached_onnx(self.cache, model, example_inputs,
                                           ("dynamo", "torchscript"), None)

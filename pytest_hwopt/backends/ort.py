@@ -6,9 +6,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import onnx_export
-from .base import Backend, BackendError, missing_modules
-from .cache import ArtifactCache, model_fingerprint
+from pytest_hwopt.backends import onnx_export
+from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.cache import ArtifactCache, model_fingerprint
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 

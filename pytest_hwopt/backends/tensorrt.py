@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .base import Backend, BackendError, missing_modules
-from .cache import ArtifactCache, file_digest
-from .ort import cached_onnx
+from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.cache import ArtifactCache, file_digest
+from pytest_hwopt.backends.ort import cached_onnx
 
 EXPORTERS = ("dynamo", "torchscript")
 MIN_MAJOR = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator, Sequence
 
-from .base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
 
 AUTOCAST_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 

@@ -9,7 +9,7 @@ import pytest
 
 
 def test_help_lists_every_option(pytester):
-    from pytest_hwopt.options import OPTIONS
+    from pytest_hwopt.core.settings import OPTIONS
 
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*inference performance budgets (pytest-hwopt)*"])
@@ -94,7 +94,7 @@ def test_loading_the_plugin_imports_no_framework():
 
 def test_measure_and_compare_without_pytest():
     from pytest_hwopt import compare, measure
-    from pytest_hwopt.engine import EngineConfig
+    from pytest_hwopt.core.engine import EngineConfig
 
     quick = EngineConfig(warmup_ms=2, block_ms=2, min_rounds=5, max_time_s=1)
     m = measure(lambda: sum(range(2000)), config=quick)

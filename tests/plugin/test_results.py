@@ -41,8 +41,8 @@ def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
 
 
 def machine_dir(root: Path) -> Path:
-    from pytest_hwopt import baseline
-    from pytest_hwopt.devices import cpu_device
+    from pytest_hwopt.results import baseline
+    from pytest_hwopt.hardware.devices import cpu_device
 
     return root / ".hwopt" / baseline.machine_key(platform.node(), cpu_device().name)
 
@@ -287,7 +287,7 @@ def test_measurements_from_a_real_benchmark_run(pytester):
     pytester.makepyfile(test_it='''
 import pytest
 
-from pytest_hwopt.interop import measurements_from_benchmark
+from pytest_hwopt.results.benchmark_format import measurements_from_benchmark
 
 
 def work():

@@ -34,7 +34,7 @@ def test_device_lock_serialises_measurements(tmp_path):
     import multiprocessing
     import time
 
-    from pytest_hwopt.devlock import device_lock
+    from pytest_hwopt.hardware.devlock import device_lock
 
     log = tmp_path / "log"
 

@@ -1,0 +1,374 @@
+"""Results a team keeps: budgets per machine, saved baselines, regressions, pytest-benchmark JSON.
+
+Registered by the main plugin (``plugin.py``) as ``"hwopt-results"``::
+
+    # in pytest_addoption, group being the "hwopt" option group
+    from pytest_hwopt._plugin import results as results_plugin
+    results_plugin.add_options(parser, group)
+    # in pytest_configure, after the State is registered (bad values: pytest.UsageError)
+    from pytest_hwopt._plugin import results as results_plugin
+    config.pluginmanager.register(results_plugin.ResultsPlugin(config), "hwopt-results")
+
+Options:
+
+``--hwopt-budgets=PATH`` (ini ``hwopt_budgets``)
+    a TOML budgets file (see :mod:`pytest_hwopt.core.budgetfile`); without it the
+    ``[[tool.hwopt.budget]]`` tables of the rootdir's ``pyproject.toml`` are used.
+``--hwopt-save=NAME``
+    save this run's document (raw samples included) as
+    ``<rootdir>/.hwopt/<machine-key>/NNNN_NAME.json``; a path ending in ``.json``
+    is written as given, and refused if it exists unless ``--hwopt-save-overwrite``.
+``--hwopt-compare=NAME|NNNN|PATH``
+    compare with the latest run saved as NAME on this machine, the run numbered
+    NNNN, or a JSON file: a significant regression beyond ``--hwopt-max-regression``
+    (ini ``hwopt_max_regression``, default 10%) fails that test.
+``--hwopt-benchmark-json=PATH``
+    also write the results in pytest-benchmark's JSON format.
+
+With a baseline, the session's document gets ``environment.baseline_mismatch`` (what
+differs from the baseline's environment) and ``baseline`` (file, threshold, counts and
+one row per variant); ``--hwopt-json`` is written again to include them, since the main
+plugin writes it before ``pytest_hwopt_session_results`` runs.
+
+Loading this module imports neither torch nor NumPy.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_hwopt.core.settings import DEFAULT_MAX_REGRESSION
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first used: loading the plugin stays cheap
+    for runs that keep no baseline and read no budgets file."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(import_module(self._name, __package__), attr)
+
+
+baseline: Any = _OnFirstUse("pytest_hwopt.results.baseline")
+budgetfile: Any = _OnFirstUse("pytest_hwopt.core.budgetfile")
+
+
+def add_options(parser: pytest.Parser, group: Any) -> None:
+    """Register the options of this module in the ``hwopt`` option group."""
+    group.addoption("--hwopt-budgets", action="store", default=None, dest="hwopt_budgets",
+                    metavar="PATH",
+                    help="TOML file of budgets per test and device that override or add to "
+                         "the markers (default: [[tool.hwopt.budget]] in pyproject.toml)")
+    parser.addini("hwopt_budgets", "TOML budgets file, relative to the ini file", default="")
+    group.addoption("--hwopt-save", action="store", default=None, dest="hwopt_save",
+                    metavar="NAME",
+                    help="save this run (raw samples included) as "
+                         ".hwopt/<machine>/NNNN_NAME.json under the rootdir, or to a path "
+                         "ending in .json")
+    group.addoption("--hwopt-save-overwrite", action="store_true", default=False,
+                    dest="hwopt_save_overwrite",
+                    help="let --hwopt-save=PATH replace an existing file")
+    group.addoption("--hwopt-compare", action="store", default=None, dest="hwopt_compare",
+                    metavar="NAME|PATH",
+                    help="compare with the latest run saved as NAME on this machine (or run "
+                         "number NNNN, or a JSON file); significant regressions fail tests")
+    group.addoption("--hwopt-max-regression", action="store", default=None,
+                    dest="hwopt_max_regression", metavar="FRACTION",
+                    help="slow-down vs the baseline that fails a test when significant "
+                         "(p < 0.01): 10%% or 0.1 (default: 10%%)")
+    parser.addini("hwopt_max_regression", "allowed slow-down vs the baseline (default: 10%)",
+                  default="")
+    group.addoption("--hwopt-html", action="store", default=None, dest="hwopt_html",
+                    metavar="PATH",
+                    help="write a self-contained HTML report (summary, speedup intervals, "
+                         "latency distributions, cold starts, roofline, environment)")
+    group.addoption("--hwopt-benchmark-json", action="store", default=None,
+                    dest="hwopt_benchmark_json", metavar="PATH",
+                    help="also write results in pytest-benchmark's JSON format (for "
+                         "pytest-benchmark compare)")
+
+
+class ResultsPlugin:
+    """Hook implementations for budgets files, baselines and pytest-benchmark JSON."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.entries: list[budgetfile.BudgetEntry] = []
+        self.budgets_source: Path | None = None
+        self.baseline: dict[str, Any] | None = None
+        self.baseline_path: Path | None = None
+        self.baseline_index: dict[str, dict[str, list[float]]] = {}
+        self.rows: list[baseline.Row] = []
+        self.mismatch: list[str] = []
+        self.save_name: str | None = None
+        self.save_path: Path | None = None
+        self.saved: Path | None = None
+        self.html: Path | None = None
+        self.benchmark_json: Path | None = None
+        self.notes: list[str] = []
+        self._compared = False
+        self._worker = hasattr(config, "workerinput")
+
+        raw = self._option("hwopt_max_regression") or _ini(config, "hwopt_max_regression")
+        try:
+            self.max_regression = baseline.parse_threshold(raw) if raw else DEFAULT_MAX_REGRESSION
+        except ValueError as exc:
+            raise pytest.UsageError(f"--hwopt-max-regression={raw}: {exc}") from None
+        self._load_budgets()
+        self._check_save()
+        self._load_baseline()
+        out = self._option("hwopt_benchmark_json")
+        if out:
+            self.benchmark_json = self._here(out)
+            if self.benchmark_json.is_dir():
+                raise pytest.UsageError(f"--hwopt-benchmark-json={out}: is a directory; give "
+                                        "a file path such as benchmarks.json")
+
+    # ---- configuration ---------------------------------------------------------------
+
+    def _option(self, name: str) -> Any:
+        return self.config.getoption(name, None)
+
+    def _here(self, value: str) -> Path:
+        """A path given on the command line, relative to the invocation directory."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.config.invocation_params.dir / path
+
+    def _load_budgets(self) -> None:
+        given = self._option("hwopt_budgets")
+        try:
+            if given:
+                self.budgets_source = self._here(given)
+                self.entries = budgetfile.load(self.budgets_source)
+                return
+            ini = _ini(self.config, "hwopt_budgets")
+            if ini:
+                base = (self.config.inipath.parent if self.config.inipath
+                        else self.config.rootpath)
+                self.budgets_source = base / ini
+                self.entries = budgetfile.load(self.budgets_source)
+                return
+            pyproject = self.config.rootpath / "pyproject.toml"
+            if pyproject.is_file():
+                self.entries = budgetfile.load_pyproject(pyproject)
+                if self.entries:
+                    self.budgets_source = pyproject
+        except budgetfile.BudgetFileError as exc:
+            where = f"--hwopt-budgets={given}: " if given else ""
+            raise pytest.UsageError(f"{where}{exc}") from None
+
+    def _check_save(self) -> None:
+        name = self._option("hwopt_save")
+        if not name:
+            return
+        if baseline.is_path_like(name):
+            path = self._here(name)
+            if path.is_dir():
+                raise pytest.UsageError(f"--hwopt-save={name}: is a directory; give a name "
+                                        "or a file path ending in .json")
+            if path.exists() and not self._option("hwopt_save_overwrite"):
+                raise pytest.UsageError(f"--hwopt-save={name}: {path} exists; pass "
+                                        "--hwopt-save-overwrite to replace it")
+            self.save_path = path
+            return
+        try:
+            baseline.check_name(name)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--hwopt-save={name}: {exc}") from None
+        self.save_name = name
+
+    def _load_baseline(self) -> None:
+        value = self._option("hwopt_compare")
+        if not value:
+            return
+        candidate = self._here(value)
+        if baseline.is_path_like(value) or candidate.is_file():
+            path = candidate
+        else:
+            directory = self.saved_directory()
+            found = baseline.find_saved(directory, value)
+            if found is None:
+                runs = baseline.saved_runs(directory)
+                listed = (", ".join(p.name for _, _, p in runs[-10:]) if runs
+                          else "none; save one with --hwopt-save=NAME")
+                raise pytest.UsageError(f"--hwopt-compare={value}: no run saved as {value!r} "
+                                        f"for this machine in {directory}; saved: {listed}")
+            path = found
+        try:
+            self.baseline = baseline.load_document(path)
+        except baseline.BaselineError as exc:
+            raise pytest.UsageError(f"--hwopt-compare={value}: {exc}") from None
+        self.baseline_path = path
+        self.baseline_index = baseline.samples_by_test(self.baseline)
+
+    def _state(self) -> Any:
+        from pytest_hwopt.plugin import state_key
+
+        return self.config.stash[state_key]
+
+    def _device(self) -> Any:
+        from pytest_hwopt.hardware.devices import DeviceError
+
+        state = self._state()
+        try:
+            return state.device()
+        except DeviceError as exc:
+            raise pytest.UsageError(f"--hwopt-device={state.settings.device}: {exc}") from None
+
+    def machine_key(self) -> str:
+        """``<host>-<device name>`` of this run (the device is resolved if need be)."""
+        return baseline.machine_key(platform.node(), self._device().name)
+
+    def saved_directory(self) -> Path:
+        return self.config.rootpath / baseline.SAVE_DIR / self.machine_key()
+
+    # ---- hooks -----------------------------------------------------------------------
+
+    def pytest_hwopt_budgets(self, item: pytest.Item, specs: list[Any]) -> None:
+        if not self.entries:
+            return
+        matching = budgetfile.select(self.entries, item.nodeid)
+        if not matching:
+            return
+        keys = (self._device().budget_keys() if budgetfile.needs_device(matching) else [])
+        names = getattr(item, "fixturenames", ())
+        measures = "hwopt_bench" in names or "benchmark" in names
+        budgetfile.apply(specs, matching, keys, add=measures)
+
+    def pytest_hwopt_checks(self, item: pytest.Item, checks: list[Any],
+                            measurements: dict[str, Any]) -> None:
+        old = self.baseline_index.get(item.nodeid)
+        if not old:
+            return
+        t = self.max_regression
+        for name, m in measurements.items():
+            if name not in old or not m.samples_ms:
+                continue
+            row = baseline.compare_samples(item.nodeid, name, old[name], m.samples_ms, t)
+            if row.verdict not in (baseline.REGRESSION, baseline.IMPROVEMENT):
+                continue
+            from pytest_hwopt.core.verdicts import FAILED, PASSED, Check
+
+            checks.append(Check(
+                "regression", name, None, 1.0 + t, row.ratio, None, None, "x",
+                FAILED if row.verdict == baseline.REGRESSION else PASSED,
+                row.describe(t), metric="median_ratio", test=item.nodeid,
+                detail={"baseline": str(self.baseline_path), "baseline_ms": row.baseline_ms,
+                        "current_ms": row.current_ms, "p": row.p, "verdict": row.verdict,
+                        "point_passed": row.verdict != baseline.REGRESSION}))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_hwopt_session_results(self, config: pytest.Config,
+                                     document: dict[str, Any]) -> None:
+        env = document.setdefault("environment", {})
+        if self.baseline is not None:
+            self.rows = baseline.compare_documents(self.baseline, document, self.max_regression)
+            self._compared = True
+            self.mismatch = baseline.environment_mismatch(
+                self.baseline.get("environment") or {}, self._environment_now(env, document))
+            env["baseline_mismatch"] = list(self.mismatch)
+            document["baseline"] = {
+                "path": str(self.baseline_path), "max_regression": self.max_regression,
+                "alpha": baseline.ALPHA, "counts": baseline.counts(self.rows),
+                "rows": [r.to_dict() for r in self.rows]}
+        if self.save_name or self.save_path:
+            self._save(document)
+        if self.benchmark_json is not None:
+            from pytest_hwopt.results.benchmark_format import write_benchmark_json
+
+            write_benchmark_json(self.benchmark_json, document)
+        html_path = self._option("hwopt_html")
+        if html_path:
+            from pytest_hwopt.results.html import write_html
+
+            try:
+                self.html = write_html(html_path, document)
+            except RuntimeError as exc:  # plotly missing: say so, keep the other outputs
+                self.notes.append(f"hwopt: no HTML report: {exc}")
+
+    def _environment_now(self, env: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+        """The environment to compare; under xdist the controller never resolved the device."""
+        if "device" in env or not document.get("results"):
+            return env
+        device = self._device()
+        now = dict(env, device=device.torch_device, device_name=device.name)
+        now.update({k: v for k, v in device.facts.items() if k not in now})
+        return now
+
+    def _save(self, document: dict[str, Any]) -> None:
+        if not document.get("results"):
+            self.notes.append("hwopt: nothing measured; run not saved")
+            return
+        if self.save_path is not None:
+            if self.save_path.exists() and not self._option("hwopt_save_overwrite"):
+                self.notes.append(f"hwopt: {self.save_path} appeared during the run; not "
+                                  "overwritten (pass --hwopt-save-overwrite)")
+                return
+            from pytest_hwopt.results.terminal import write_json_atomic
+
+            self.saved = write_json_atomic(self.save_path, document)
+        else:
+            assert self.save_name is not None
+            self.saved = baseline.save_numbered(self.saved_directory(), self.save_name,
+                                                document)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if self._worker:
+            return
+        tr = terminalreporter
+        lines: list[str] = []
+        if self.entries and self.budgets_source is not None:
+            lines.append(f"hwopt: {len(self.entries)} budget entr"
+                         f"{'y' if len(self.entries) == 1 else 'ies'} from "
+                         f"{_shown(self.budgets_source, config)}")
+        if self._compared:
+            lines.append(f"hwopt: compared with baseline {_shown(self.baseline_path, config)}")
+            for item in self.mismatch:
+                lines.append(f"hwopt: environment differs from the baseline: {item}")
+            ran = {r.test for r in self.rows if r.verdict != baseline.MISSING}
+            shown = [r for r in self.rows if r.verdict != baseline.MISSING or r.test in ran]
+            not_run = {r.test for r in self.rows if r.test not in ran}
+            if shown:
+                lines.extend(baseline.format_table(shown))
+            lines.append(f"hwopt: baseline comparison: "
+                         f"{baseline.summary_line(shown, self.max_regression)}"
+                         + (f"; {len(not_run)} test(s) of the baseline not run"
+                            if not_run else ""))
+        if self.saved is not None:
+            lines.append(f"hwopt: run saved to {_shown(self.saved, config)}")
+        if self.html is not None:
+            lines.append(f"hwopt: HTML report written to {_shown(self.html, config)}")
+        if self.benchmark_json is not None and self.benchmark_json.exists():
+            lines.append(f"hwopt: pytest-benchmark JSON written to "
+                         f"{_shown(self.benchmark_json, config)}")
+        lines.extend(self.notes)
+        if not lines:
+            return
+        tr.write_sep("-", "hwopt results")
+        for line in lines:
+            tr.write_line(line)
+
+
+def _ini(config: pytest.Config, name: str) -> str:
+    try:
+        value = config.getini(name)
+    except ValueError:  # not registered: options added elsewhere
+        return ""
+    return str(value).strip() if value else ""
+
+
+def _shown(path: Path | None, config: pytest.Config) -> str:
+    if path is None:
+        return "-"
+    try:
+        return str(Path(path).resolve().relative_to(config.invocation_params.dir.resolve()))
+    except ValueError:
+        return str(path)

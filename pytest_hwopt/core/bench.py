@@ -1,0 +1,119 @@
+"""The object behind the ``hwopt_bench`` fixture: collects variants, measures them together."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+from pytest_hwopt.core.engine import Decided, Engine, RunResult, Variant
+from pytest_hwopt.core.measurement import Measurement
+
+
+class Bench:
+    """Variants registered by a test, measured interleaved after the test body or on ``run()``.
+
+    Collaborators are passed in so this class knows nothing of pytest: the engine,
+    a factory for the "is every verdict clear?" callback, and a context manager
+    around the run (holds the device, watches it) that yields a dict of telemetry.
+    """
+
+    def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
+                 around_run: Callable[[], Any] | None = None,
+                 prepare_model: Callable[..., str] | None = None,
+                 after_run: Callable[["Bench"], None] | None = None,
+                 capture: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None
+                 ) -> None:
+        self._engine = engine
+        self._decided = decided
+        self._around = around_run
+        #: what the device reported while the variants ran (NVML on CUDA)
+        self.telemetry: dict[str, Any] = {}
+        self.notes: dict[str, Any] = {}
+        self._prepare_model = prepare_model
+        self._after_run = after_run
+        self._capture = capture  # CUDA graph capture, on a GPU only
+        self.variants: dict[str, Variant] = {}
+        self.result: RunResult | None = None
+        self.tolerances: dict[str, Any] = {}  # variant -> specs.Tolerance
+        #: budgets a preparation adds (the model path's accuracy gate)
+        self.implicit_specs: list[Any] = []
+        #: variants that are references, never candidates (the model path's eager run)
+        self.references: set[str] = set()
+
+    def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
+                bytes: float | None = None, flops: float | None = None,
+                cuda_graph: bool = False) -> None:
+        """Register variant ``name``: ``fn()`` takes no arguments, its return is the output.
+
+        ``items`` is how many items one call processes (for throughput);
+        ``bytes``/``flops`` the memory traffic and arithmetic of one call (roofline);
+        ``cuda_graph`` captures ``fn`` in a CUDA graph and times its replay (GPU only).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hwopt_bench.measure: name must be a non-empty string, got {name!r}")
+        if name in self.variants:
+            raise ValueError(f"hwopt_bench.measure: variant {name!r} is already registered")
+        if not callable(fn):
+            raise TypeError(f"hwopt_bench.measure({name!r}): fn must be callable with no "
+                            f"arguments, got {type(fn).__name__}")
+        if isinstance(items, bool) or not isinstance(items, int) or items < 1:
+            raise ValueError(f"hwopt_bench.measure({name!r}): items must be an int >= 1, "
+                             f"got {items!r}")
+        extra: dict[str, Any] = {}
+        for key, value in (("bytes", bytes), ("flops", flops)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not math.isfinite(value) or value <= 0:
+                    raise ValueError(f"hwopt_bench.measure({name!r}): {key} must be a "
+                                     f"positive number, got {value!r}")
+                extra[key] = float(value)
+        if cuda_graph:
+            if self._capture is None:
+                raise ValueError(f"hwopt_bench.measure({name!r}): cuda_graph=True needs a "
+                                 "CUDA device")
+            extra["cuda_graph"] = True
+            fn = self._capture(fn)
+        self.variants[name] = Variant(name, fn, items, extra=extra)
+        self.result = None
+
+    def note(self, name: str, value: Any) -> None:
+        """Attach a derived figure to this test's results (JSON ``notes``, the summary)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hwopt_bench.note: name must be a non-empty string, got {name!r}")
+        self.notes[name] = value
+
+    def add(self, variant: Variant, tolerance: Any = None) -> None:
+        """Register a prepared variant (the model path)."""
+        if variant.name in self.variants:
+            raise ValueError(f"hwopt_bench: variant {variant.name!r} is already registered")
+        self.variants[variant.name] = variant
+        if tolerance is not None:
+            self.tolerances[variant.name] = tolerance
+        self.result = None
+
+    def model(self, module: Any, example_inputs: Any, *, precision: str = "fp32",
+              name: str | None = None, backend: str | None = None) -> str:
+        """Prepare ``module`` and register it beside the eager reference ``pytorch``.
+
+        The backend is the test's ``hwopt_backend``, or ``backend=`` to compare
+        several prepared variants in one test. Returns the variant's name.
+        """
+        if self._prepare_model is None:
+            raise RuntimeError("hwopt_bench.model() is only available inside a pytest session")
+        return self._prepare_model(self, module, example_inputs, precision=precision, name=name,
+                                   backend=backend)
+
+    def run(self) -> Mapping[str, Measurement]:
+        """Measure all registered variants now; name -> :class:`Measurement`."""
+        if not self.variants:
+            raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
+        if self.result is None:
+            if self._around is None:
+                self.result = self._engine.run(list(self.variants.values()), self._decided())
+            else:
+                with self._around() as seen:
+                    self.result = self._engine.run(list(self.variants.values()), self._decided())
+                self.telemetry = seen
+            if self._after_run is not None:
+                self._after_run(self)  # derived figures (roofline, energy) before anyone reads
+        return self.result.measurements

@@ -1,0 +1,171 @@
+"""Unit tests for pytest_hwopt.core.contention: CPU contention and resident-memory peaks.
+
+/proc is faked with files in tmp_path; nothing depends on this machine's load.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_hwopt.core import contention as noise
+from pytest_hwopt.core.contention import (
+    CONTENDED_CORES,
+    CONTENDED_STEAL,
+    Contention,
+    CpuSnapshot,
+    ResidentPeak,
+    contention,
+)
+
+
+def snap(wall, busy, own, steal=0.0, total=100.0):
+    return CpuSnapshot(wall=wall, busy_s=busy, steal_s=steal, total_s=total, own_cpu_s=own)
+
+
+# --- contention ---------------------------------------------------------------------------
+
+
+def test_other_busy_cores_is_busy_minus_own_over_wall_time():
+    """4 busy core-seconds in 2 s, 1 of them this process's: 1.5 other cores."""
+    c = contention(snap(10.0, 100.0, 5.0), snap(12.0, 104.0, 6.0))
+    assert c.other_busy_cores == 1.5
+    assert c.contended
+
+
+def test_quiet_machine_is_not_contended():
+    c = contention(snap(0.0, 50.0, 2.0, steal=0.0, total=100.0),
+                   snap(4.0, 52.5, 4.0, steal=0.0, total=116.0))
+    assert c.other_busy_cores == 0.125
+    assert c.steal_fraction == 0.0
+    assert not c.contended
+
+
+def test_steal_fraction():
+    """0.5 s stolen of 8 s total CPU time: 6.25% > 5%."""
+    c = contention(snap(0.0, 10.0, 1.0, steal=1.0, total=100.0),
+                   snap(2.0, 11.0, 2.0, steal=1.5, total=108.0))
+    assert c.other_busy_cores == 0.0
+    assert c.steal_fraction == 0.0625
+    assert c.contended
+
+
+def test_own_time_above_busy_delta_is_clamped_to_zero():
+    """/proc/stat ticks are coarse: own CPU can exceed the system's busy delta."""
+    c = contention(snap(0.0, 10.0, 1.0), snap(1.0, 10.5, 2.0))
+    assert c.other_busy_cores == 0.0
+
+
+def test_unknown_without_proc_stat_or_elapsed_time():
+    unknown = CpuSnapshot(1.0, None, None, None, 0.0)
+    for before, after in [(unknown, snap(2.0, 1.0, 0.0)), (snap(0.0, 1.0, 0.0), unknown),
+                          (snap(5.0, 1.0, 0.0), snap(5.0, 9.0, 0.0))]:
+        c = contention(before, after)
+        assert (c.other_busy_cores, c.steal_fraction) == (None, None)
+        assert not c.contended
+
+
+def test_zero_total_gives_zero_steal():
+    c = contention(snap(0.0, 1.0, 0.0, total=50.0), snap(1.0, 1.0, 0.0, total=50.0))
+    assert c.steal_fraction == 0.0
+
+
+@pytest.mark.parametrize("cores,steal,contended", [
+    (None, None, False), (0.0, 0.0, False), (CONTENDED_CORES, CONTENDED_STEAL, False),
+    (CONTENDED_CORES + 0.01, 0.0, True), (0.0, CONTENDED_STEAL + 0.001, True),
+])
+def test_contended_thresholds(cores, steal, contended):
+    assert Contention(cores, steal, None).contended is contended
+
+
+def test_contention_to_dict():
+    assert Contention(1.0, 0.0, 2.5).to_dict() == {"other_busy_cores": 1.0, "steal_fraction": 0.0,
+                                                   "load1": 2.5, "contended": True}
+
+
+def test_snapshot_reads_proc_stat(tmp_path):
+    """user nice system idle iowait irq softirq steal guest guest_nice, in clock ticks."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  400 100 200 5000 300 0 50 20 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    s = noise.snapshot(stat)
+    t = noise._TICKS
+    assert s.total_s == pytest.approx((400 + 100 + 200 + 5000 + 300 + 0 + 50 + 20) / t)
+    assert s.steal_s == pytest.approx(20 / t)
+    assert s.busy_s == pytest.approx((400 + 100 + 200 + 0 + 50) / t)
+    assert s.own_cpu_s >= 0.0
+
+
+def test_snapshot_without_proc_stat(tmp_path):
+    s = noise.snapshot(tmp_path / "missing")
+    assert (s.busy_s, s.steal_s, s.total_s) == (None, None, None)
+
+
+# --- ResidentPeak ----------------------------------------------------------------------------
+
+
+def fake_proc(tmp_path, rss_kb=102400, hwm_kb=102400):
+    proc = tmp_path / "self"
+    proc.mkdir()
+    write_status(proc, rss_kb, hwm_kb)
+    (proc / "clear_refs").write_text("")
+    return proc
+
+
+def write_status(proc, rss_kb, hwm_kb):
+    (proc / "status").write_text(
+        "Name:\tpython\n"
+        f"VmHWM:\t{hwm_kb:>8} kB\n"
+        f"VmRSS:\t{rss_kb:>8} kB\n"
+        "Threads:\t4\n")
+
+
+def test_resident_peak_measures_growth_in_mb(tmp_path):
+    proc = fake_proc(tmp_path, rss_kb=102400, hwm_kb=300000)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        # clear_refs was written before the call: the peak restarted from the current RSS
+        assert (proc / "clear_refs").read_text() == "5"
+        write_status(proc, rss_kb=110000, hwm_kb=153600)
+
+    peak = ResidentPeak(proc)
+    assert peak.available()
+    assert peak.measure(fn) == 50.0  # (153600 - 102400) kB / 1024
+    assert calls == [1]
+
+
+def test_resident_peak_never_negative(tmp_path):
+    proc = fake_proc(tmp_path, rss_kb=102400)
+    assert ResidentPeak(proc).measure(lambda: write_status(proc, 90000, 90000)) == 0.0
+
+
+def test_resident_peak_unavailable_without_files(tmp_path):
+    proc = tmp_path / "self"
+    proc.mkdir()
+    (proc / "status").write_text("VmRSS:\t1 kB\nVmHWM:\t2 kB\n")
+    peak = ResidentPeak(proc)
+    assert not peak.available()
+    calls = []
+    assert peak.measure(lambda: calls.append(1)) is None
+    assert calls == []
+
+
+def test_resident_peak_missing_fields(tmp_path):
+    proc = fake_proc(tmp_path)
+    (proc / "status").write_text("Name:\tpython\nVmRSS:\t1000 kB\n")
+    assert ResidentPeak(proc).measure(lambda: None) is None
+
+
+def test_resident_peak_clear_refs_not_writable(tmp_path):
+    proc = fake_proc(tmp_path)
+    (proc / "clear_refs").unlink()
+    (proc / "clear_refs").mkdir()  # exists, but writing to it fails with OSError
+    assert ResidentPeak(proc).measure(lambda: None) is None
+
+
+def test_resident_peak_kind():
+    assert "VmHWM" in ResidentPeak.kind
+
+
+def test_minor_faults_is_a_count():
+    assert isinstance(noise.minor_faults(), int)

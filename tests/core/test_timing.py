@@ -1,0 +1,77 @@
+"""Timers with a fake device: events recorded around each sample, one synchronisation per block."""
+
+from __future__ import annotations
+
+from pytest_hwopt.core.timing import CudaEventTimer, HostTimer, SyncedHostTimer
+
+
+class FakeCuda:
+    """Stands in for ``torch.cuda``: a device clock advanced by the queued work."""
+
+    def __init__(self) -> None:
+        self.device_ms = 0.0
+        self.syncs = 0
+        self.events: list["FakeEvent"] = []
+
+    def Event(self, enable_timing: bool = False) -> "FakeEvent":  # noqa: N802 - torch's name
+        assert enable_timing, "timing events must be asked for"
+        event = FakeEvent(self)
+        self.events.append(event)
+        return event
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+
+class FakeEvent:
+    def __init__(self, cuda: FakeCuda) -> None:
+        self.cuda, self.at = cuda, None
+
+    def record(self) -> None:
+        self.at = self.cuda.device_ms
+
+    def elapsed_time(self, end: "FakeEvent") -> float:
+        assert self.cuda.syncs, "elapsed_time read before synchronize"
+        return end.at - self.at
+
+
+def test_cuda_events_time_device_work_with_one_sync_per_block():
+    cuda = FakeCuda()
+
+    def kernel() -> None:
+        cuda.device_ms += 2.5  # queued device work of 2.5 ms, returns at once
+
+    times = CudaEventTimer(cuda).time_samples(kernel, calls_per_sample=4, samples=3)
+    assert times == [0.01, 0.01, 0.01]  # 4 calls x 2.5 ms, in seconds
+    assert cuda.syncs == 1
+    assert len(cuda.events) == 6
+
+
+def test_between_runs_outside_the_timed_region():
+    cuda = FakeCuda()
+    flushed = []
+
+    def flush() -> None:
+        cuda.device_ms += 100.0  # an L2 flush: expensive, must not be counted
+        flushed.append(1)
+
+    def kernel() -> None:
+        cuda.device_ms += 1.0
+
+    times = CudaEventTimer(cuda, between=flush).time_samples(kernel, 1, 5)
+    assert times == [0.001] * 5
+    assert len(flushed) == 5
+
+
+def test_synced_host_timer_synchronises_before_reading_the_clock():
+    calls = []
+    timer = SyncedHostTimer(lambda: calls.append("sync"))
+    times = timer.time_samples(lambda: calls.append("call"), calls_per_sample=2, samples=2)
+    assert calls == ["sync", "call", "call", "sync", "call", "call", "sync"]
+    assert len(times) == 2 and all(t >= 0 for t in times)
+
+
+def test_host_timer_calls_exactly_as_asked():
+    count = []
+    times = HostTimer().time_samples(lambda: count.append(1), calls_per_sample=3, samples=4)
+    assert len(count) == 12 and len(times) == 4
