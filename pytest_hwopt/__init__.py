@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_hwopt.api import Comparison, compare, measure
     from pytest_hwopt.backends.base import Backend
-    from pytest_hwopt.markers import hwopt
     from pytest_hwopt.core.measurement import Measurement
+    from pytest_hwopt.markers import hwopt
 
 __all__ = ["Backend", "Comparison", "Measurement", "compare", "hwopt", "measure", "__version__"]
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
 
 from pytest_hwopt.core import stats
-from pytest_hwopt.core.verdicts import Check, evaluate, undecided
-from pytest_hwopt.core.engine import Engine, EngineConfig, Variant
+from pytest_hwopt.core.engine import Engine, EngineConfig, Fn, Variant
 from pytest_hwopt.core.measurement import Measurement
 from pytest_hwopt.core.specs import Spec
+from pytest_hwopt.core.verdicts import Check, evaluate, undecided
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def _engine(config: EngineConfig | None, device: str) -> Engine:
     return Engine(config, timer=dev.timer(), memory=dev.memory())
 
 
-def measure(fn: Callable[[], Any], *, name: str = "fn", items: int = 1,
+def measure(fn: Fn, *, name: str = "fn", items: int = 1,
             config: EngineConfig | None = None, engine: Engine | None = None,
             device: str = "cpu") -> Measurement:
     """Warm up, calibrate and time ``fn()``; per-call statistics in the result.
@@ -51,7 +51,7 @@ def measure(fn: Callable[[], Any], *, name: str = "fn", items: int = 1,
     return runner.run([Variant(name, fn, items)]).measurements[name]
 
 
-def compare(a: Callable[[], Any], b: Callable[[], Any], *, min_speedup: float | None = None,
+def compare(a: Fn, b: Fn, *, min_speedup: float | None = None,
             names: tuple[str, str] = ("a", "b"), confidence: float = 0.95,
             config: EngineConfig | None = None, engine: Engine | None = None,
             device: str = "cpu") -> Comparison:
@@ -65,7 +65,7 @@ def compare(a: Callable[[], Any], b: Callable[[], Any], *, min_speedup: float | 
     spec = Spec("speedup", {"min": min_speedup}, vs=names[0], of=names[1]) \
         if min_speedup is not None else None
 
-    def decided(ms: Any) -> bool:
+    def decided(ms: Mapping[str, Measurement]) -> bool:
         assert spec is not None
         return not undecided(evaluate(spec, ms[names[1]], ms[names[0]], [], confidence))
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from pytest_hwopt.backends.base import Backend
+    from pytest_hwopt.core.checks import Check
+    from pytest_hwopt.core.measurement import Measurement
+    from pytest_hwopt.core.specs import Spec
+    from pytest_hwopt.results.schema import ResultsDocument
 
 
 @pytest.hookspec
-def pytest_hwopt_backends(config: pytest.Config) -> "list[Backend]":
+def pytest_hwopt_backends(config: pytest.Config) -> list[Backend]:
     """Return backends to offer to ``hwopt_backend``; every implementation contributes.
 
     The built-in backends are registered through this same hook. Example, in a
@@ -41,7 +45,7 @@ def pytest_hwopt_backends(config: pytest.Config) -> "list[Backend]":
 
 
 @pytest.hookspec
-def pytest_hwopt_budgets(item: pytest.Item, specs: "list[Any]") -> None:
+def pytest_hwopt_budgets(item: pytest.Item, specs: list[Spec]) -> None:
     """Called with the budgets a test's markers declared, before it runs; may change the list
     in place (a budgets file adds or overrides entries here).
 
@@ -56,8 +60,8 @@ def pytest_hwopt_budgets(item: pytest.Item, specs: "list[Any]") -> None:
 
 
 @pytest.hookspec
-def pytest_hwopt_checks(item: pytest.Item, checks: "list[Any]",
-                        measurements: "dict[str, Any]") -> None:
+def pytest_hwopt_checks(item: pytest.Item, checks: list[Check],
+                        measurements: dict[str, Measurement]) -> None:
     """Called with a test's evaluated checks and its measurements before its verdict; may
     append checks of its own (a baseline comparison does) or annotate them. A failed check
     appended here fails the test like any budget.
@@ -72,7 +76,7 @@ def pytest_hwopt_checks(item: pytest.Item, checks: "list[Any]",
 
 
 @pytest.hookspec
-def pytest_hwopt_session_results(config: pytest.Config, document: "dict[str, Any]") -> None:
+def pytest_hwopt_session_results(config: pytest.Config, document: ResultsDocument) -> None:
     """Called once at the end of a run (in the controller under xdist) with the whole results
     document, the same that ``--hwopt-json`` writes: save it, render it, upload it.
 

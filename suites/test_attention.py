@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from models import naive_attention
 from torch.nn import functional as F
 
-from models import naive_attention
 from pytest_hwopt import hwopt
 
 pytestmark = pytest.mark.attention
@@ -71,7 +71,7 @@ except OSError:  # not glibc: the measurement may miss reused memory (then 0 MB 
 import torch
 from torch.nn import functional as F
 from models import naive_attention
-from pytest_hwopt.core.contention import ResidentPeak
+from pytest_hwopt.hardware.memory import ResidentPeak
 torch.set_num_threads(1)
 fn = naive_attention if sys.argv[1] == "naive" else F.scaled_dot_product_attention
 peaks = []
@@ -83,7 +83,7 @@ print(json.dumps(peaks))
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_peaks(variant: str) -> tuple[float | None, ...]:
     out = subprocess.run([sys.executable, "-c", _CPU_PEAKS, variant, json.dumps(LENGTHS)],
                          capture_output=True, text=True, timeout=300, check=True,
@@ -99,7 +99,8 @@ def peak_memory_mb(device, variant: str) -> tuple[float | None, ...]:
     fn = naive_attention if variant == "naive" else F.scaled_dot_product_attention
     memory = device.memory()
     with torch.no_grad():
-        return tuple(memory.measure(lambda: fn(*qkv(n, device.torch_device)))
+        # each call is measured before the next length is built: binding n late is safe
+        return tuple(memory.measure(lambda: fn(*qkv(n, device.torch_device)))  # noqa: B023
                      for n in LENGTHS)
 
 
@@ -119,7 +120,8 @@ def test_memory_grows_quadratically_for_naive_linearly_for_sdpa(hwopt_device):
 @hwopt.requires(device="cuda")
 @hwopt.speedup(min={"cuda": 5.0}, vs="naive", of="flash")
 def test_flash_kernel_forced_on_cuda(hwopt_bench, hwopt_device):
-    """The flash kernel, forced: if it cannot run (dtype, GPU), this fails instead of falling back."""
+    """The flash kernel, forced: if it cannot run (dtype, GPU), this fails instead of falling
+    back."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     n = 4096

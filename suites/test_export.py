@@ -6,8 +6,8 @@ import time
 
 import pytest
 import torch
-
 from models import MLP, SmallCNN, TinyGPT, seeded
+
 from pytest_hwopt import hwopt
 
 pytestmark = pytest.mark.export

@@ -1,11 +1,12 @@
-"""Operator fusion: what ONNX Runtime's graph optimiser fuses, what it buys; torch.compile graphs."""
+"""Operator fusion: what ONNX Runtime's graph optimiser fuses, what it buys; torch.compile
+graphs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
 from models import MLP, SmallCNN, TinyGPT, seeded
+
 from pytest_hwopt import hwopt
 
 pytestmark = pytest.mark.fusion

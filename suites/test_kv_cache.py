@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from models import TinyGPT, generate, seeded
+
 from pytest_hwopt import hwopt
 
 pytestmark = pytest.mark.kv_cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from models import SmallCNN, TinyGPT, seeded
+
 from pytest_hwopt import hwopt
 
 pytestmark = [pytest.mark.openvino, hwopt.requires(device="cpu", backends="openvino")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from models import MLP, SmallCNN, TinyGPT, seeded
+
 from pytest_hwopt import hwopt
 from pytest_hwopt.core.outputs import compare
 

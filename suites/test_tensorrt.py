@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from models import SmallCNN, seeded
+
 from pytest_hwopt import hwopt
 
 pytestmark = [pytest.mark.tensorrt, hwopt.requires(device="cuda", backends="tensorrt")]

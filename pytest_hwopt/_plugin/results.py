@@ -1,13 +1,7 @@
 """Results a team keeps: budgets per machine, saved baselines, regressions, pytest-benchmark JSON.
 
-Registered by the main plugin (``plugin.py``) as ``"hwopt-results"``::
-
-    # in pytest_addoption, group being the "hwopt" option group
-    from pytest_hwopt._plugin import results as results_plugin
-    results_plugin.add_options(parser, group)
-    # in pytest_configure, after the State is registered (bad values: pytest.UsageError)
-    from pytest_hwopt._plugin import results as results_plugin
-    config.pluginmanager.register(results_plugin.ResultsPlugin(config), "hwopt-results")
+Registered in ``pytest_configure`` as ``"hwopt-results"``; its options are registered with
+the others in :mod:`pytest_hwopt._plugin.options`.
 
 Options:
 
@@ -38,11 +32,16 @@ from __future__ import annotations
 import platform
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_hwopt._plugin.options import ini as _ini
+from pytest_hwopt._plugin.state import State, state_of, xdist_worker
 from pytest_hwopt.core.settings import DEFAULT_MAX_REGRESSION
+
+if TYPE_CHECKING:
+    from pytest_hwopt.results.schema import Environment, ResultsDocument
 
 
 class _OnFirstUse:
@@ -58,41 +57,6 @@ class _OnFirstUse:
 
 baseline: Any = _OnFirstUse("pytest_hwopt.results.baseline")
 budgetfile: Any = _OnFirstUse("pytest_hwopt.core.budgetfile")
-
-
-def add_options(parser: pytest.Parser, group: Any) -> None:
-    """Register the options of this module in the ``hwopt`` option group."""
-    group.addoption("--hwopt-budgets", action="store", default=None, dest="hwopt_budgets",
-                    metavar="PATH",
-                    help="TOML file of budgets per test and device that override or add to "
-                         "the markers (default: [[tool.hwopt.budget]] in pyproject.toml)")
-    parser.addini("hwopt_budgets", "TOML budgets file, relative to the ini file", default="")
-    group.addoption("--hwopt-save", action="store", default=None, dest="hwopt_save",
-                    metavar="NAME",
-                    help="save this run (raw samples included) as "
-                         ".hwopt/<machine>/NNNN_NAME.json under the rootdir, or to a path "
-                         "ending in .json")
-    group.addoption("--hwopt-save-overwrite", action="store_true", default=False,
-                    dest="hwopt_save_overwrite",
-                    help="let --hwopt-save=PATH replace an existing file")
-    group.addoption("--hwopt-compare", action="store", default=None, dest="hwopt_compare",
-                    metavar="NAME|PATH",
-                    help="compare with the latest run saved as NAME on this machine (or run "
-                         "number NNNN, or a JSON file); significant regressions fail tests")
-    group.addoption("--hwopt-max-regression", action="store", default=None,
-                    dest="hwopt_max_regression", metavar="FRACTION",
-                    help="slow-down vs the baseline that fails a test when significant "
-                         "(p < 0.01): 10%% or 0.1 (default: 10%%)")
-    parser.addini("hwopt_max_regression", "allowed slow-down vs the baseline (default: 10%)",
-                  default="")
-    group.addoption("--hwopt-html", action="store", default=None, dest="hwopt_html",
-                    metavar="PATH",
-                    help="write a self-contained HTML report (summary, speedup intervals, "
-                         "latency distributions, cold starts, roofline, environment)")
-    group.addoption("--hwopt-benchmark-json", action="store", default=None,
-                    dest="hwopt_benchmark_json", metavar="PATH",
-                    help="also write results in pytest-benchmark's JSON format (for "
-                         "pytest-benchmark compare)")
 
 
 class ResultsPlugin:
@@ -114,7 +78,7 @@ class ResultsPlugin:
         self.benchmark_json: Path | None = None
         self.notes: list[str] = []
         self._compared = False
-        self._worker = hasattr(config, "workerinput")
+        self._worker = xdist_worker(config) is not None
 
         raw = self._option("hwopt_max_regression") or _ini(config, "hwopt_max_regression")
         try:
@@ -208,10 +172,8 @@ class ResultsPlugin:
         self.baseline_path = path
         self.baseline_index = baseline.samples_by_test(self.baseline)
 
-    def _state(self) -> Any:
-        from pytest_hwopt.plugin import state_key
-
-        return self.config.stash[state_key]
+    def _state(self) -> State:
+        return state_of(self.config)
 
     def _device(self) -> Any:
         from pytest_hwopt.hardware.devices import DeviceError
@@ -254,30 +216,29 @@ class ResultsPlugin:
             row = baseline.compare_samples(item.nodeid, name, old[name], m.samples_ms, t)
             if row.verdict not in (baseline.REGRESSION, baseline.IMPROVEMENT):
                 continue
-            from pytest_hwopt.core.verdicts import FAILED, PASSED, Check
+            from pytest_hwopt.core.checks import Check, Status
 
+            regressed = row.verdict == baseline.REGRESSION
             checks.append(Check(
-                "regression", name, None, 1.0 + t, row.ratio, None, None, "x",
-                FAILED if row.verdict == baseline.REGRESSION else PASSED,
-                row.describe(t), metric="median_ratio", test=item.nodeid,
+                kind="regression", variant=name, budget=1.0 + t, measured=row.ratio, unit="x",
+                status=Status.FAILED if regressed else Status.PASSED, message=row.describe(t),
+                metric="median_ratio", test=item.nodeid, point_passed=not regressed,
                 detail={"baseline": str(self.baseline_path), "baseline_ms": row.baseline_ms,
-                        "current_ms": row.current_ms, "p": row.p, "verdict": row.verdict,
-                        "point_passed": row.verdict != baseline.REGRESSION}))
+                        "current_ms": row.current_ms, "p": row.p, "verdict": row.verdict}))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_hwopt_session_results(self, config: pytest.Config,
-                                     document: dict[str, Any]) -> None:
-        env = document.setdefault("environment", {})
+                                     document: ResultsDocument) -> None:
+        env = document["environment"]
         if self.baseline is not None:
             self.rows = baseline.compare_documents(self.baseline, document, self.max_regression)
             self._compared = True
             self.mismatch = baseline.environment_mismatch(
                 self.baseline.get("environment") or {}, self._environment_now(env, document))
             env["baseline_mismatch"] = list(self.mismatch)
-            document["baseline"] = {
-                "path": str(self.baseline_path), "max_regression": self.max_regression,
-                "alpha": baseline.ALPHA, "counts": baseline.counts(self.rows),
-                "rows": [r.to_dict() for r in self.rows]}
+            assert self.baseline_path is not None
+            document["baseline"] = baseline.section(self.baseline_path, self.max_regression,
+                                                    self.rows)
         if self.save_name or self.save_path:
             self._save(document)
         if self.benchmark_json is not None:
@@ -293,16 +254,16 @@ class ResultsPlugin:
             except RuntimeError as exc:  # plotly missing: say so, keep the other outputs
                 self.notes.append(f"hwopt: no HTML report: {exc}")
 
-    def _environment_now(self, env: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    def _environment_now(self, env: Environment, document: ResultsDocument) -> dict[str, Any]:
         """The environment to compare; under xdist the controller never resolved the device."""
         if "device" in env or not document.get("results"):
-            return env
+            return dict(env)
         device = self._device()
-        now = dict(env, device=device.torch_device, device_name=device.name)
+        now: dict[str, Any] = dict(env, device=device.torch_device, device_name=device.name)
         now.update({k: v for k, v in device.facts.items() if k not in now})
         return now
 
-    def _save(self, document: dict[str, Any]) -> None:
+    def _save(self, document: ResultsDocument) -> None:
         if not document.get("results"):
             self.notes.append("hwopt: nothing measured; run not saved")
             return
@@ -311,7 +272,7 @@ class ResultsPlugin:
                 self.notes.append(f"hwopt: {self.save_path} appeared during the run; not "
                                   "overwritten (pass --hwopt-save-overwrite)")
                 return
-            from pytest_hwopt.results.terminal import write_json_atomic
+            from pytest_hwopt.results.jsonio import write_json_atomic
 
             self.saved = write_json_atomic(self.save_path, document)
         else:
@@ -355,14 +316,6 @@ class ResultsPlugin:
         tr.write_sep("-", "hwopt results")
         for line in lines:
             tr.write_line(line)
-
-
-def _ini(config: pytest.Config, name: str) -> str:
-    try:
-        value = config.getini(name)
-    except ValueError:  # not registered: options added elsewhere
-        return ""
-    return str(value).strip() if value else ""
 
 
 def _shown(path: Path | None, config: pytest.Config) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
 
 
 class BackendError(RuntimeError):
@@ -30,11 +34,11 @@ class Backend:
             self.name = name  # several configurations of one backend side by side
         self._facts: dict[str, Any] = {}
 
-    def unavailable_reason(self, device: Any) -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         """Why this backend cannot run on ``device``, or None when it can."""
         return missing_modules(self.requires_modules)
 
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         raise NotImplementedError(f"backend {self.name!r} does not implement prepare()")
 
@@ -44,6 +48,15 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def first_line(exc: BaseException, limit: int | None = None, empty: str | None = None) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters); for an empty
+    message ``empty``, or the exception's type name when ``empty`` is None."""
+    text = str(exc).strip().splitlines()
+    if text:
+        return text[0][:limit]
+    return type(exc).__name__ if empty is None else empty
 
 
 def missing_modules(modules: Iterable[str]) -> str | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_hwopt.backends.base import Backend
 from pytest_hwopt.backends.cache import ArtifactCache
 
+if TYPE_CHECKING:
+    from pytest_hwopt.core.settings import Settings
 
-def all_backends(settings: Any, cache_dir: Path | None) -> list[Backend]:
+
+def all_backends(settings: Settings, cache_dir: Path | None) -> list[Backend]:
     """pytorch (the reference), torch-compile, onnxruntime, onnxruntime-trt, tensorrt, openvino."""
     from pytest_hwopt.backends.openvino_backend import OpenVINOBackend
     from pytest_hwopt.backends.ort import OnnxRuntimeBackend, OnnxRuntimeTensorRTBackend

@@ -10,8 +10,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 
 def model_fingerprint(model: Any, example_inputs: Iterable[Any]) -> str:
@@ -88,7 +89,7 @@ class ArtifactCache:
     def _valid(path: Path, manifest_path: Path) -> dict[str, Any] | None:
         try:
             manifest = json.loads(manifest_path.read_text())
-            if manifest.get("sha256") == file_digest(path):
+            if isinstance(manifest, dict) and manifest.get("sha256") == file_digest(path):
                 return manifest
         except (OSError, ValueError, AttributeError):
             pass

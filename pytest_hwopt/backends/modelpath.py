@@ -1,25 +1,42 @@
 """``hwopt_bench.model``: prepare a module on a backend, gate it on correct outputs, register it.
 
-Free of pytest: failures are :class:`BackendError` (a stage failed),
-:class:`Unsupported` (skip) or :class:`WrongOutputs` (the gate closed).
+:class:`ModelPath` is the whole path, free of pytest. Its failures are
+:class:`Unavailable` (the test skips), :class:`BackendError` (a stage failed) and
+:class:`WrongOutputs` (the gate closed; both fail the test), and :class:`ValueError`
+(the call itself is wrong). Backends may raise :class:`Unsupported` from ``prepare``.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from pytest_hwopt.backends.base import Backend, BackendError
+from pytest_hwopt.backends.base import Backend, BackendError, first_line
+from pytest_hwopt.core.accuracy import TOLERANCES, Tolerance, accuracy_check
 from pytest_hwopt.core.bench import Bench
+from pytest_hwopt.core.checks import FAILED
 from pytest_hwopt.core.engine import Variant
-from pytest_hwopt.core.specs import TOLERANCES, Spec, Tolerance
+from pytest_hwopt.core.measurement import MeasurementExtra
+from pytest_hwopt.core.specs import Spec
 
-REFERENCE = "pytorch"
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
+
+#: the backend every candidate is compared with, registered as a reference variant
+REFERENCE: Final = "pytorch"
+
+
+class Unavailable(Exception):
+    """The model cannot be prepared here; ``str(exc)`` is the whole skip reason ("hwopt: ...")."""
 
 
 class Unsupported(Exception):
-    """The backend cannot prepare this model here; the test skips with this reason."""
+    """The backend cannot prepare this model here (``str(exc)`` without the "hwopt: " prefix).
+
+    :meth:`ModelPath.prepare` turns it into :class:`Unavailable`.
+    """
 
 
 class WrongOutputs(AssertionError):
@@ -27,7 +44,171 @@ class WrongOutputs(AssertionError):
 
 
 def variant_name(backend: str, precision: str) -> str:
+    """The candidate's default variant name: ``onnxruntime``, ``tensorrt-fp16``."""
     return backend if precision == "fp32" else f"{backend}-{precision}"
+
+
+class ModelPath:
+    """Prepares models on backends for one test and registers them with its :class:`Bench`.
+
+    ``backends`` returns name -> backend; it is called by :meth:`prepare` only, so the
+    backends hook runs only for tests that prepare a model. ``threads`` is the CPU
+    thread count every variant runs with; ``seed`` makes the fresh random inputs of the
+    output gate reproducible. ``accuracy_override(candidate)`` is the tolerance a test's
+    accuracy budget sets for that variant, or None for the precision's default.
+    ``on_progress`` receives lines such as ``"preparing onnxruntime"``: for backends
+    that are slow to prepare, or for every backend when ``announce_all``.
+    ``fixture_backend`` is the backend of the ``hwopt_backend`` parameter, if any.
+    """
+
+    def __init__(self, backends: Callable[[], Mapping[str, Backend]], device: Device, *,
+                 threads: int, seed: int,
+                 accuracy_override: Callable[[str], Tolerance | None],
+                 on_progress: Callable[[str], None] | None = None,
+                 fixture_backend: str | None = None, announce_all: bool = False) -> None:
+        self._backends = backends
+        self.device = device
+        self.threads = threads
+        self.seed = seed
+        self._accuracy_override = accuracy_override
+        self._on_progress = on_progress
+        self.fixture_backend = fixture_backend
+        self.announce_all = announce_all
+
+    def prepare(self, bench: Bench, module: Any, example_inputs: Any, *,
+                precision: str = "fp32", name: str | None = None,
+                backend: str | None = None) -> str:
+        """Prepare ``module`` on ``backend`` (default: the fixture's) and register it
+        beside the eager reference; returns the candidate's variant name.
+
+        ``example_inputs`` is one input or a tuple/list of them. Raises
+        :class:`Unavailable` (skip), :class:`BackendError` or :class:`WrongOutputs`
+        (fail), :class:`ValueError` (no or an unknown backend, an unknown precision).
+        """
+        chosen = backend or self.fixture_backend
+        if chosen is None:
+            raise ValueError("hwopt_bench.model(): pass backend=<name> or request the "
+                             "hwopt_backend fixture")
+        backends = self._backends()
+        if chosen not in backends:
+            raise ValueError(f"hwopt_bench.model(): unknown backend {chosen!r}; known: "
+                             f"{', '.join(backends)}")
+        reason = backends[chosen].unavailable_reason(self.device)
+        if reason:
+            raise Unavailable(f"hwopt: backend {chosen} unavailable on "
+                              f"{self.device.torch_device}: {reason}")
+        tolerance = self._accuracy_override(name or variant_name(chosen, precision))
+        announce = backends[chosen].slow_to_prepare or self.announce_all
+        try:
+            return self._register(bench, backends, chosen, module, example_inputs, precision,
+                                  name, tolerance, self._on_progress if announce else None)
+        except Unsupported as exc:
+            raise Unavailable(f"hwopt: {exc}") from exc
+
+    def _register(self, bench: Bench, backends: Mapping[str, Backend], backend_name: str,
+                  module: Any, example_inputs: Any, precision: str, name: str | None,
+                  tolerance: Tolerance | None, on_progress: Callable[[str], None] | None
+                  ) -> str:
+        """Prepare and gate the candidate; Unsupported when the backend cannot."""
+        import torch
+
+        backend = backends[backend_name]
+        if not isinstance(example_inputs, (tuple, list)):
+            example_inputs = (example_inputs,)
+        if precision not in TOLERANCES and precision not in backend.precisions:
+            raise ValueError(f"hwopt_bench.model: unknown precision {precision!r}; "
+                             f"use one of {', '.join(TOLERANCES)}")
+        if precision not in backend.precisions:
+            raise Unsupported(f"backend {backend_name} does not support precision {precision} "
+                              f"(supports {', '.join(backend.precisions)})")
+        device = self.device
+        if device.kind == "cpu":
+            torch.set_num_threads(self.threads)  # every variant gets the same thread count
+        model, inputs = _place(module, example_inputs, device)
+        tol = tolerance or TOLERANCES.get(precision, TOLERANCES["fp32"])
+        reference = backends[REFERENCE].prepare(model, inputs, device, "fp32")
+        with torch.inference_mode():
+            expected = reference(*inputs)
+        bench.references.add(REFERENCE)
+        if REFERENCE not in bench.variants:
+            bench.add(Variant(REFERENCE, lambda: reference(*inputs), prepare_s=0.0,
+                              extra={"backend": REFERENCE, "precision": "fp32"}))
+        candidate_name = name or variant_name(backend_name, precision)
+        if on_progress:
+            on_progress(f"preparing {candidate_name}")
+        prepared, prepare_s, warned = _timed_prepare(backend, backend_name, model, inputs,
+                                                     device, precision)
+        if on_progress:
+            on_progress(f"{candidate_name} ready in {prepare_s:.1f} s")
+
+        def run(*args: Any) -> Any:
+            return _shaped_like(expected, prepared(*args))
+
+        fresh = random_like(inputs, self.seed)
+        with torch.inference_mode():
+            fresh_expected = reference(*fresh)
+        pairs = [("", run(*inputs), expected),
+                 (" on fresh random inputs", run(*fresh), fresh_expected)]
+        check = accuracy_check(candidate_name, REFERENCE, pairs, tol.atol, tol.rtol,
+                               rel_l2=tol.rel_l2)
+        if check.status == FAILED:
+            raise WrongOutputs(check.message)
+        # the backend's facts go under keys MeasurementExtra does not list
+        extra = cast(MeasurementExtra, {"backend": backend_name, "precision": precision,
+                                        "preparation_warnings": warned[:10],
+                                        **_jsonable(backend.describe())})
+        bench.add(Variant(candidate_name, lambda: run(*inputs), prepare_s=prepare_s,
+                          extra=extra), tolerance=tol)
+        bench.implicit_specs.append(Spec("accuracy", {}, vs=REFERENCE, of=candidate_name))
+        return candidate_name
+
+
+def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, module: Any,
+             example_inputs: Any, device: Device, precision: str, name: str | None,
+             threads: int, tolerance: Tolerance | None = None, seed: int = 0,
+             on_progress: Callable[[str], None] | None = None) -> str:
+    """Prepare ``module`` on the backend and register it with the eager reference.
+
+    The model path without the availability check: :class:`Unsupported` is raised as it
+    is. Returns the candidate's variant name. Prefer :meth:`ModelPath.prepare`.
+    """
+    path = ModelPath(lambda: backends, device, threads=threads, seed=seed,
+                     accuracy_override=lambda _candidate: tolerance)
+    return path._register(bench, backends, backend_name, module, example_inputs, precision,
+                          name, tolerance, on_progress)
+
+
+def _timed_prepare(backend: Backend, backend_name: str, model: Any, inputs: Sequence[Any],
+                   device: Device, precision: str
+                   ) -> tuple[Callable[..., Any], float, list[str]]:
+    """``(prepared callable, seconds it took, distinct warnings raised meanwhile)``.
+
+    A backend's own exception becomes a BackendError naming the backend.
+    """
+    start = time.perf_counter()
+    try:
+        # exporters and converters warn a lot (deprecations inside torch.jit); a project
+        # running with filterwarnings=error must not fail on warnings it cannot act on
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prepared = backend.prepare(model, inputs, device, precision)
+    except (BackendError, Unsupported):
+        raise
+    except Exception as exc:  # a backend's own failure names its stage
+        raise BackendError(f"{backend_name} preparation failed: {type(exc).__name__}: "
+                           f"{first_line(exc, empty='')}") from exc
+    prepare_s = time.perf_counter() - start
+    warned = sorted({f"{w.category.__name__}: {str(w.message)[:120]}" for w in caught})
+    return prepared, prepare_s, warned
+
+
+def _shaped_like(expected: Any, out: Any) -> Any:
+    """A backend's flat tuple of outputs arranged like the eager module's when it differs."""
+    if isinstance(out, (tuple, list)) and not isinstance(expected, (tuple, list, dict)):
+        return restructure(expected, out)
+    if isinstance(expected, dict) and isinstance(out, (tuple, list)):
+        return restructure(expected, out)
+    return out
 
 
 def random_like(inputs: Sequence[Any], seed: int) -> tuple[Any, ...]:
@@ -53,7 +234,10 @@ def random_like(inputs: Sequence[Any], seed: int) -> tuple[Any, ...]:
 
 
 def restructure(template: Any, flat: Sequence[Any]) -> Any:
-    """Arrange a flat sequence of outputs like the eager module's (tensor, tuple, list, dict)."""
+    """Arrange a flat sequence of outputs like the eager module's (tensor, tuple, list, dict).
+
+    BackendError when ``flat`` has fewer outputs than ``template`` holds.
+    """
     leaves = iter(flat)
 
     def build(node: Any) -> Any:
@@ -70,86 +254,9 @@ def restructure(template: Any, flat: Sequence[Any]) -> Any:
                            "more") from None
 
 
-def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, module: Any,
-             example_inputs: Any, device: Any, precision: str, name: str | None,
-             threads: int, tolerance: Tolerance | None = None, seed: int = 0,
-             on_progress: Callable[[str], None] | None = None) -> str:
-    """Prepare ``module`` on the backend and register it with the eager reference.
-
-    Returns the candidate's variant name.
-    """
-    import torch
-
-    from pytest_hwopt.core import verdicts as budgets
-
-    backend = backends[backend_name]
-    if not isinstance(example_inputs, (tuple, list)):
-        example_inputs = (example_inputs,)
-    if precision not in TOLERANCES and precision not in backend.precisions:
-        raise ValueError(f"hwopt_bench.model: unknown precision {precision!r}; "
-                         f"use one of {', '.join(TOLERANCES)}")
-    if precision not in backend.precisions:
-        raise Unsupported(f"backend {backend_name} does not support precision {precision} "
-                          f"(supports {', '.join(backend.precisions)})")
-    if device.kind == "cpu":
-        torch.set_num_threads(threads)  # every variant gets the same explicit thread count
-    model, inputs = _place(module, example_inputs, device)
-    tol = tolerance or TOLERANCES.get(precision, TOLERANCES["fp32"])
-    reference = backends[REFERENCE].prepare(model, inputs, device, "fp32")
-    with torch.inference_mode():
-        expected = reference(*inputs)
-    bench.references.add(REFERENCE)
-    if REFERENCE not in bench.variants:
-        bench.add(Variant(REFERENCE, lambda: reference(*inputs), prepare_s=0.0,
-                          extra={"backend": REFERENCE, "precision": "fp32"}))
-    candidate_name = name or variant_name(backend_name, precision)
-    if on_progress:
-        on_progress(f"preparing {candidate_name}")
-    start = time.perf_counter()
-    try:
-        # exporters and converters warn a lot (deprecations inside torch.jit); a project
-        # running with filterwarnings=error must not fail on warnings it cannot act on
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            prepared = backend.prepare(model, inputs, device, precision)
-    except (BackendError, Unsupported):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a backend's own failure names its stage
-        raise BackendError(f"{backend_name} preparation failed: {type(exc).__name__}: "
-                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                           ) from exc
-    prepare_s = time.perf_counter() - start
-    if on_progress:
-        on_progress(f"{candidate_name} ready in {prepare_s:.1f} s")
-    warned = sorted({f"{w.category.__name__}: {str(w.message)[:120]}" for w in caught})
-
-    def run(*args: Any) -> Any:
-        out = prepared(*args)
-        if isinstance(out, (tuple, list)) and not isinstance(expected, (tuple, list, dict)):
-            return restructure(expected, out)
-        if isinstance(expected, dict) and isinstance(out, (tuple, list)):
-            return restructure(expected, out)
-        return out
-
-    fresh = random_like(inputs, seed)
-    with torch.inference_mode():
-        fresh_expected = reference(*fresh)
-    pairs = [("", run(*inputs), expected), (" on fresh random inputs", run(*fresh),
-                                            fresh_expected)]
-    check = budgets.accuracy_check(candidate_name, REFERENCE, pairs, tol.atol, tol.rtol,
-                                   rel_l2=tol.rel_l2)
-    if check.status == budgets.FAILED:
-        raise WrongOutputs(check.message)
-    bench.add(Variant(candidate_name, lambda: run(*inputs), prepare_s=prepare_s,
-                      extra={"backend": backend_name, "precision": precision,
-                             "preparation_warnings": warned[:10],
-                             **_jsonable(backend.describe())}),
-              tolerance=tol)
-    bench.implicit_specs.append(Spec("accuracy", {}, vs=REFERENCE, of=candidate_name))
-    return candidate_name
-
-
-def _place(module: Any, example_inputs: Sequence[Any], device: Any) -> tuple[Any, tuple[Any, ...]]:
+def _place(module: Any, example_inputs: Sequence[Any], device: Device
+           ) -> tuple[Any, tuple[Any, ...]]:
+    """The module in eval mode and the inputs, both on the device."""
     target = device.torch_device
     inputs = tuple(x.to(target) if hasattr(x, "to") else x for x in example_inputs)
     return module.to(target).eval(), inputs

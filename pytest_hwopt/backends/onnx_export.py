@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Final
 
-from pytest_hwopt.backends.base import BackendError
+from pytest_hwopt.backends.base import BackendError, first_line
 
-EXPORTERS = ("dynamo", "torchscript")
+#: exporters tried in order: ``torch.onnx.export(dynamo=True)``, then TorchScript
+EXPORTERS: Final[tuple[str, ...]] = ("dynamo", "torchscript")
 
 
 def input_names(count: int) -> list[str]:
@@ -42,8 +44,8 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
                 warnings.simplefilter("ignore")
                 _export_with(torch, exporter, model, tuple(example_inputs), path, names,
                              dynamic_axes, optimize)
-        except Exception as exc:  # noqa: BLE001 - each exporter's failure is reported
-            errors.append(f"{exporter}: {type(exc).__name__}: {_first_line(exc)}")
+        except Exception as exc:  # each exporter's failure is reported
+            errors.append(f"{exporter}: {type(exc).__name__}: {first_line(exc, 300)}")
             continue
         graph_inputs = _graph_inputs(path)
         if len(graph_inputs) != len(tensors):
@@ -87,11 +89,6 @@ def _graph_inputs(path: Path) -> list[str]:
     model = onnx.load(str(path), load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}
     return [i.name for i in model.graph.input if i.name not in initializers]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def op_counts(path: str | Path) -> dict[str, int]:

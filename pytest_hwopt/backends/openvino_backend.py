@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.base import Backend, BackendError, first_line, missing_modules
 from pytest_hwopt.backends.cache import ArtifactCache
+from pytest_hwopt.backends.onnx_export import EXPORTERS
+
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
 
 # precision -> INFERENCE_PRECISION_HINT; "default" leaves OpenVINO's own choice
 # (bf16 on CPUs with AMX or AVX512-BF16), which is only comparable with an accuracy budget
@@ -26,13 +31,13 @@ class OpenVINOBackend(Backend):
         self.cache, self.threads, self.source = cache, threads, source
         super().__init__(name)
 
-    def unavailable_reason(self, device: Any) -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         if device.kind != "cpu":
             return f"this backend runs OpenVINO's CPU plugin; device is {device.kind}"
         needed = self.requires_modules + (("onnx",) if self.source == "onnx" else ())
         return missing_modules(needed)
 
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         import openvino as ov
         import torch
@@ -41,18 +46,16 @@ class OpenVINOBackend(Backend):
             if self.source == "onnx":
                 from pytest_hwopt.backends.ort import cached_onnx
 
-                path, facts = cached_onnx(self.cache, model, example_inputs,
-                                          ("dynamo", "torchscript"), None)
+                path, facts = cached_onnx(self.cache, model, example_inputs, EXPORTERS, None)
                 ov_model = ov.convert_model(str(path))
             else:
                 facts = {}
                 ov_model = ov.convert_model(model, example_input=tuple(example_inputs))
         except BackendError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BackendError(f"OpenVINO conversion failed: {type(exc).__name__}: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                               ) from exc
+                               f"{first_line(exc, empty='')}") from exc
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads,
                                   "PERFORMANCE_HINT": "LATENCY"}
         if HINTS[precision]:
@@ -60,7 +63,7 @@ class OpenVINOBackend(Backend):
         core = ov.Core()
         try:
             compiled = core.compile_model(ov_model, "CPU", config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BackendError(f"OpenVINO compile failed: {type(exc).__name__}: {exc}") from exc
         self._facts = {**facts, "source": self.source,
                        "inference_precision": _type_name(

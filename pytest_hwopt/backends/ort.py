@@ -1,14 +1,19 @@
-"""ONNX Runtime: CPU and CUDA execution providers, TensorRT through ORT, int8 dynamic quantisation."""
+"""ONNX Runtime: CPU and CUDA execution providers, TensorRT through ORT, int8 dynamic
+quantisation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_hwopt.backends import onnx_export
-from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.base import Backend, BackendError
 from pytest_hwopt.backends.cache import ArtifactCache, model_fingerprint
+
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -43,7 +48,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
-    precisions = ("fp32", "int8")
+    precisions: tuple[str, ...] = ("fp32", "int8")
     requires_modules = ("torch", "onnx", "onnxruntime")
     provider = ""  # chosen by device unless a subclass fixes it
 
@@ -58,26 +63,28 @@ class OnnxRuntimeBackend(Backend):
         self.raw_export = raw_export
         super().__init__(name)
 
-    def unavailable_reason(self, device: Any) -> str | None:
-        reason = missing_modules(self.requires_modules)
-        if reason:
-            return reason
-        if device.kind == "cuda":
-            import onnxruntime as ort
+    def unavailable_reason(self, device: Device) -> str | None:
+        return super().unavailable_reason(device) or self._provider_missing(device)
 
-            wanted = self.provider or "CUDAExecutionProvider"
-            if wanted not in ort.get_available_providers():
-                return (f"this onnxruntime build has no {wanted} (has "
-                        f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+    def _provider_missing(self, device: Device) -> str | None:
+        """On a GPU: why this onnxruntime build cannot run the wanted provider, or None."""
+        if device.kind != "cuda":
+            return None
+        import onnxruntime as ort
+
+        wanted = self.provider or "CUDAExecutionProvider"
+        if wanted not in ort.get_available_providers():
+            return (f"this onnxruntime build has no {wanted} (has "
+                    f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
         return None
 
-    def _providers(self, device: Any) -> list[Any]:
+    def _providers(self, device: Device) -> list[Any]:
         if device.kind == "cpu":
             return ["CPUExecutionProvider"]
         return [(self.provider or "CUDAExecutionProvider", {"device_id": device.index or 0}),
                 "CPUExecutionProvider"]
 
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         import onnxruntime as ort
 
@@ -106,7 +113,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), options,
                                            providers=self._providers(device))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BackendError(f"ONNX Runtime session failed: {type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
         facts.update({"providers": session.get_providers(), "opt_level": self.opt_level,
@@ -166,7 +173,7 @@ def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:
     return run
 
 
-def _cuda_runner(session: Any, names: list[str], device: Any) -> Callable[..., Any]:
+def _cuda_runner(session: Any, names: list[str], device: Device) -> Callable[..., Any]:
     """IO binding of torch CUDA tensors as inputs; outputs allocated by ORT on the device."""
     import numpy as np
     import torch
@@ -190,7 +197,7 @@ def _cuda_runner(session: Any, names: list[str], device: Any) -> Callable[..., A
     return run
 
 
-def _to_torch(value: Any, torch: Any, device: Any) -> Any:
+def _to_torch(value: Any, torch: Any, device: Device) -> Any:
     """An OrtValue on the GPU as a torch tensor: zero-copy through DLPack where the build has it."""
     to_dlpack = getattr(value, "to_dlpack", None)
     if to_dlpack is not None:
@@ -205,12 +212,12 @@ class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):
     precisions = ("fp32",)
     provider = "TensorrtExecutionProvider"
 
-    def unavailable_reason(self, device: Any) -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         if device.kind != "cuda":
             return "the TensorRT execution provider needs an NVIDIA GPU (device is cpu)"
         return super().unavailable_reason(device)
 
-    def _providers(self, device: Any) -> list[Any]:
+    def _providers(self, device: Device) -> list[Any]:
         trt_options = {"device_id": device.index or 0, "trt_engine_cache_enable": True,
                        "trt_engine_cache_path": str(self.cache.root / "ort-trt")}
         return [("TensorrtExecutionProvider", trt_options),

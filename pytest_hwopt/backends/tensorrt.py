@@ -15,87 +15,148 @@ with the INT8 flag falls back to higher precision layer by layer (TensorRT warns
 "Missing scale and zero-point ... expect fall back to non-int8 implementation").
 ``describe()`` says so and counts those warnings.
 
-Everything TensorRT-specific goes through ``_import_trt()`` so tests can replace it.
+:class:`TensorRTBackend` takes the ``tensorrt`` module and a :class:`CudaHandle` as
+parameters, each imported on first use when not given (tests pass stand-ins).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.base import Backend, BackendError, first_line, missing_modules
 from pytest_hwopt.backends.cache import ArtifactCache, file_digest
+from pytest_hwopt.backends.onnx_export import EXPORTERS
 from pytest_hwopt.backends.ort import cached_onnx
 
-EXPORTERS = ("dynamo", "torchscript")
-MIN_MAJOR = 10
-INT8_NOTE = ("INT8 flag set without a calibrator (implicit-quantization calibration is not "
-             "provided): only explicitly quantized (Q/DQ) ONNX layers run in int8; layers of a "
-             "plain fp32 graph fall back to higher precision")
-INT8_FALLBACK_TEXT = "fall back to non-int8"
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
+
+MIN_MAJOR: Final = 10
+INT8_NOTE: Final = ("INT8 flag set without a calibrator (implicit-quantization calibration is "
+                    "not provided): only explicitly quantized (Q/DQ) ONNX layers run in int8; "
+                    "layers of a plain fp32 graph fall back to higher precision")
+INT8_FALLBACK_TEXT: Final = "fall back to non-int8"
 
 # TensorRT DataType member -> torch dtype attribute
-_DTYPES = (("FLOAT", "float32"), ("HALF", "float16"), ("BF16", "bfloat16"),
-           ("INT8", "int8"), ("INT32", "int32"), ("INT64", "int64"), ("BOOL", "bool"),
-           ("UINT8", "uint8"))
+_DTYPES: Final = (("FLOAT", "float32"), ("HALF", "float16"), ("BF16", "bfloat16"),
+                  ("INT8", "int8"), ("INT32", "int32"), ("INT64", "int64"), ("BOOL", "bool"),
+                  ("UINT8", "uint8"))
+
+
+class TensorRTModule(Protocol):
+    """The part of the ``tensorrt`` module this backend uses (TensorRT 10 names).
+
+    Builders, networks, parsers, engines and contexts it returns stay untyped here:
+    their types live in the TensorRT bindings.
+    """
+
+    __version__: str
+    ILogger: type[Any]
+    DataType: Any
+    BuilderFlag: Any
+    MemoryPoolType: Any
+    TensorIOMode: Any
+    Builder: Callable[[Any], Any]
+    OnnxParser: Callable[[Any, Any], Any]
+    Runtime: Callable[[Any], Any]
+
+
+class CudaHandle(Protocol):
+    """What the backend needs of CUDA besides TensorRT; ``index`` is the CUDA ordinal."""
+
+    def problem(self) -> str | None:
+        """Why no CUDA device can be reached, or None."""
+
+    def current(self, index: int) -> contextlib.AbstractContextManager[None]:
+        """Make device ``index`` the current one (TensorRT builds and loads on it)."""
+
+    def stream(self, index: int) -> int:
+        """The raw handle of device ``index``'s current stream (``cudaStream_t`` as int)."""
+
+    def identity(self, index: int) -> tuple[str, str]:
+        """``(GPU name, compute capability "major.minor")`` of device ``index``."""
+
+
+class TorchCuda:
+    """:class:`CudaHandle` through ``torch.cuda``; torch is imported on first use."""
+
+    def problem(self) -> str | None:
+        import torch
+
+        if not torch.cuda.is_available():
+            why = ("a CPU build" if torch.version.cuda is None else "without a usable CUDA device")
+            return f"TensorRT here needs torch with CUDA (torch {torch.__version__} is {why})"
+        return None
+
+    @contextlib.contextmanager
+    def current(self, index: int) -> Iterator[None]:
+        import torch
+
+        with torch.cuda.device(index):
+            yield
+
+    def stream(self, index: int) -> int:
+        import torch
+
+        return int(torch.cuda.current_stream(index).cuda_stream)
+
+    def identity(self, index: int) -> tuple[str, str]:
+        import torch
+
+        props = torch.cuda.get_device_properties(index)
+        return str(props.name), f"{props.major}.{props.minor}"
 
 
 # --- imports and availability ----------------------------------------------------------------
 
 
-def _import_trt() -> Any:
-    """The real ``tensorrt`` module (the one place it is imported; tests replace this)."""
+def _import_trt() -> TensorRTModule:
+    """The real ``tensorrt`` module (the one place it is imported)."""
     import tensorrt
 
-    return tensorrt
+    module: TensorRTModule = tensorrt
+    return module
 
 
-def trt_import() -> tuple[Any | None, str | None]:
-    """``(tensorrt module, None)`` or ``(None, why it cannot be used)``."""
-    try:
-        trt = _import_trt()
-    except ModuleNotFoundError as exc:
-        if exc.name in (None, "tensorrt"):
-            return None, "tensorrt not installed"
-        return None, f"tensorrt import failed: {_first_line(exc)}"
-    except (ImportError, OSError) as exc:
-        # the Python bindings without their libraries: "libnvinfer.so.10: cannot open ..."
-        return None, f"tensorrt import failed: {_first_line(exc)}"
-    version = str(getattr(trt, "__version__", "") or "")
+def trt_import(module: TensorRTModule | None = None
+               ) -> tuple[TensorRTModule | None, str | None]:
+    """``(tensorrt module, None)`` or ``(None, why it cannot be used)``.
+
+    ``module`` is checked like an imported one (its version); without it ``tensorrt`` is
+    imported.
+    """
+    if module is None:
+        try:
+            module = _import_trt()
+        except ModuleNotFoundError as exc:
+            if exc.name in (None, "tensorrt"):
+                return None, "tensorrt not installed"
+            return None, f"tensorrt import failed: {first_line(exc)}"
+        except (ImportError, OSError) as exc:
+            # the Python bindings without their libraries: "libnvinfer.so.10: cannot open ..."
+            return None, f"tensorrt import failed: {first_line(exc)}"
+    version = str(getattr(module, "__version__", "") or "")
     major = version.split(".", 1)[0]
     if not major.isdigit():
         return None, f"tensorrt has no usable __version__ ({version or 'none'})"
     if int(major) < MIN_MAJOR:
         return None, (f"tensorrt {version} is older than {MIN_MAJOR}.0; this backend uses the "
                       "TensorRT 10 API")
-    return trt, None
+    return module, None
 
 
-def _cuda_problem() -> str | None:
-    """Why torch cannot reach a CUDA device, or None."""
-    import torch
-
-    if not torch.cuda.is_available():
-        why = ("a CPU build" if torch.version.cuda is None else "without a usable CUDA device")
-        return f"TensorRT here needs torch with CUDA (torch {torch.__version__} is {why})"
-    return None
-
-
-def _require_trt() -> Any:
-    trt, reason = trt_import()
+def _require_trt(module: TensorRTModule | None = None) -> TensorRTModule:
+    trt, reason = trt_import(module)
     if trt is None:
         raise BackendError(f"TensorRT unavailable: {reason}")
     return trt
 
 
 # --- pure plumbing ---------------------------------------------------------------------------
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class MessageLog:
@@ -125,10 +186,11 @@ class MessageLog:
         return "; ".join(self.errors) if self.errors else default
 
 
-def make_logger(trt: Any) -> Any:
+def make_logger(trt: TensorRTModule) -> Any:
     """A ``trt.ILogger`` subclass instance whose ``messages`` is a :class:`MessageLog`."""
 
-    class CollectingLogger(trt.ILogger):
+    # the base class is TensorRT's, known only at run time
+    class CollectingLogger(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # the docs require calling the base explicitly
             self.messages = MessageLog()
@@ -139,26 +201,24 @@ def make_logger(trt: Any) -> Any:
     return CollectingLogger()
 
 
-_LOGGERS: list[tuple[Any, Any]] = []
+_LOGGERS: list[tuple[TensorRTModule, Any]] = []
 
 
-def shared_logger(trt: Any) -> Any:
+def shared_logger(trt: TensorRTModule) -> Any:
     """One logger per ``tensorrt`` module, its messages cleared for the next phase.
 
     TensorRT warns when builders and runtimes are created with different loggers, so
     every build and load in this process shares one.
     """
-    for module, logger in _LOGGERS:
-        if module is trt:
-            break
-    else:
+    logger = next((known for module, known in _LOGGERS if module is trt), None)
+    if logger is None:
         logger = make_logger(trt)
         _LOGGERS.append((trt, logger))
     logger.messages = MessageLog()
     return logger
 
 
-def torch_dtype(trt: Any, trt_dtype: Any) -> Any:
+def torch_dtype(trt: TensorRTModule, trt_dtype: Any) -> Any:
     """The torch dtype of a ``trt.DataType``; BackendError for types torch cannot hold."""
     import torch
 
@@ -196,7 +256,7 @@ def profile_shapes(network_shape: Sequence[int], example_shape: Sequence[int]
     return low, example, example
 
 
-def build_serialized(trt: Any, onnx_bytes: bytes, precision: str, workspace_mb: int,
+def build_serialized(trt: TensorRTModule, onnx_bytes: bytes, precision: str, workspace_mb: int,
                      input_shapes: Sequence[Sequence[int]], logger: Any = None
                      ) -> tuple[Any, dict[str, Any]]:
     """Parse ONNX and build a serialized engine; returns it and facts about the build."""
@@ -244,9 +304,10 @@ def build_serialized(trt: Any, onnx_bytes: bytes, precision: str, workspace_mb: 
     return serialized, facts
 
 
-def io_names(trt: Any, engine: Any) -> tuple[list[str], list[str]]:
+def io_names(trt: TensorRTModule, engine: Any) -> tuple[list[str], list[str]]:
     """Engine input and output tensor names, in engine order."""
-    inputs, outputs = [], []
+    inputs: list[str] = []
+    outputs: list[str] = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(name)
@@ -265,8 +326,8 @@ def stage_input(x: Any, dtype: Any, target: Any) -> Any:
     return x.to(device=target, dtype=dtype).contiguous()
 
 
-def make_runner(trt: Any, engine: Any, context: Any, input_names: Sequence[str],
-                output_names: Sequence[str], device: Any, stream_handle: Callable[[], int],
+def make_runner(trt: TensorRTModule, engine: Any, context: Any, input_names: Sequence[str],
+                output_names: Sequence[str], device: Device, stream_handle: Callable[[], int],
                 keep_alive: Sequence[Any] = ()) -> Callable[..., tuple[Any, ...]]:
     """A callable taking the model's tensors and returning a tuple of output tensors.
 
@@ -310,34 +371,15 @@ def make_runner(trt: Any, engine: Any, context: Any, input_names: Sequence[str],
     return run
 
 
-# --- device helpers (replaced in tests) ------------------------------------------------------
+# --- the device ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _on_device(device: Any) -> Iterator[None]:
-    """Make ``device`` torch's (and so TensorRT's) current CUDA device."""
-    import torch
-
-    with torch.cuda.device(device.index or 0):
-        yield
-
-
-def _stream_handle(device: Any) -> Callable[[], int]:
-    import torch
-
-    index = device.index or 0
-    return lambda: torch.cuda.current_stream(index).cuda_stream
-
-
-def gpu_identity(device: Any) -> tuple[str, str]:
-    """GPU name and compute capability, from the device facts or torch."""
+def gpu_identity(device: Device, cuda: CudaHandle | None = None) -> tuple[str, str]:
+    """GPU name and compute capability, from the device facts or else from ``cuda``."""
     facts = getattr(device, "facts", {}) or {}
     if facts.get("gpu") and facts.get("compute_capability"):
         return str(facts["gpu"]), str(facts["compute_capability"])
-    import torch
-
-    props = torch.cuda.get_device_properties(device.index or 0)
-    return props.name, f"{props.major}.{props.minor}"
+    return (cuda or TorchCuda()).identity(device.index or 0)
 
 
 # --- the backend -----------------------------------------------------------------------------
@@ -354,25 +396,30 @@ class TensorRTBackend(Backend):
     def __init__(self, cache: ArtifactCache, workspace_mb: int = 1024,
                  exporters: Sequence[str] = EXPORTERS,
                  dynamic_axes: dict[int, dict[int, str]] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, *, tensorrt: TensorRTModule | None = None,
+                 cuda: CudaHandle | None = None) -> None:
+        """``tensorrt``: the module (imported on first use when None); ``cuda``: the CUDA
+        handle (:class:`TorchCuda` when None). ValueError when ``workspace_mb`` <= 0."""
         if workspace_mb <= 0:
             raise ValueError(f"workspace_mb must be positive, got {workspace_mb}")
         self.cache, self.workspace_mb = cache, int(workspace_mb)
         self.exporters, self.dynamic_axes = tuple(exporters), dynamic_axes
+        self._trt = tensorrt
+        self._cuda: CudaHandle = cuda if cuda is not None else TorchCuda()
         super().__init__(name)
 
-    def unavailable_reason(self, device: Any) -> str | None:
+    def unavailable_reason(self, device: Device) -> str | None:
         if device.kind != "cuda":
             return f"TensorRT needs an NVIDIA GPU (device is {device.kind})"
         reason = missing_modules(self.requires_modules)
         if reason:
             return reason
-        reason = _cuda_problem()
+        reason = self._cuda.problem()
         if reason:
             return reason
-        return trt_import()[1]
+        return trt_import(self._trt)[1]
 
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         import torch
 
@@ -380,18 +427,19 @@ class TensorRTBackend(Backend):
         if precision not in self.precisions:
             raise BackendError(f"TensorRT precision {precision!r} is not one of "
                                f"{', '.join(self.precisions)}")
-        trt = _require_trt()
+        trt = _require_trt(self._trt)
+        cuda, index = self._cuda, device.index or 0
         onnx_path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
                                        self.dynamic_axes)
         shapes = [tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)]
-        gpu, capability = gpu_identity(device)
+        gpu, capability = gpu_identity(device, cuda)
         version = str(trt.__version__)
         key = engine_cache_key(self.cache, onnx_path.name, file_digest(onnx_path), precision,
                                version, gpu, capability, self.workspace_mb, shapes)
 
         def build(out: Path) -> dict[str, Any]:
             start = time.perf_counter()
-            with _on_device(device):
+            with cuda.current(index):
                 serialized, built = build_serialized(trt, onnx_path.read_bytes(), precision,
                                                      self.workspace_mb, shapes)
             with open(out, "wb") as fh:
@@ -401,7 +449,7 @@ class TensorRTBackend(Backend):
         path, manifest, hit = self.cache.get_or_build(key, ".engine", build)
         logger = shared_logger(trt)
         start = time.perf_counter()
-        with _on_device(device):
+        with cuda.current(index):
             runtime, engine = _deserialize(trt, logger, path)
             rebuilt = False
             if engine is None and hit:
@@ -445,10 +493,10 @@ class TensorRTBackend(Backend):
             self._facts["int8"] = INT8_NOTE
             self._facts["int8_fallback_warnings"] = built.get("int8_fallback_warnings")
         return make_runner(trt, engine, context, inputs, outputs, device,
-                           _stream_handle(device), keep_alive=(logger, runtime, engine))
+                           lambda: cuda.stream(index), keep_alive=(logger, runtime, engine))
 
 
-def _deserialize(trt: Any, logger: Any, path: Path) -> tuple[Any, Any]:
+def _deserialize(trt: TensorRTModule, logger: Any, path: Path) -> tuple[Any, Any]:
     """``(runtime, engine or None)``; the runtime is kept alive alongside the engine."""
     runtime = trt.Runtime(logger)
     return runtime, runtime.deserialize_cuda_engine(path.read_bytes())

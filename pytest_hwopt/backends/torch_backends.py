@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pytest_hwopt.backends.base import Backend, BackendError, missing_modules
+from pytest_hwopt.backends.base import Backend, BackendError
+
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
 
 AUTOCAST_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 
 
 @contextlib.contextmanager
-def _precision(device: Any, precision: str) -> Iterator[None]:
+def _precision(device: Device, precision: str) -> Iterator[None]:
     import torch
 
     if precision == "fp32":
@@ -29,7 +33,7 @@ class EagerBackend(Backend):
     precisions = ("fp32", "fp16", "bf16")
     requires_modules = ("torch",)
 
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         import torch
 
@@ -54,20 +58,10 @@ class CompileBackend(Backend):
         self.mode = mode
         super().__init__(name)
 
-    def unavailable_reason(self, device: Any) -> str | None:
-        reason = missing_modules(self.requires_modules)
-        if reason:
-            return reason
-        import shutil
-        import sysconfig
+    def unavailable_reason(self, device: Device) -> str | None:
+        return super().unavailable_reason(device) or _inductor_problem(device)
 
-        if device.kind == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
-            return "inductor on CPU needs a C++ compiler (cc/gcc) on PATH"
-        if not sysconfig.get_paths().get("include"):
-            return "inductor needs the Python headers"
-        return None
-
-    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Any,
+    def prepare(self, model: Any, example_inputs: Sequence[Any], device: Device,
                 precision: str) -> Callable[..., Any]:
         import torch
         from torch._dynamo.utils import counters
@@ -77,8 +71,8 @@ class CompileBackend(Backend):
             mode = "reduce-overhead" if device.kind == "cuda" else "default"
         counters.clear()
         try:
-            compiled = torch.compile(model, mode=mode)
-        except Exception as exc:  # noqa: BLE001 - any failure is this stage's failure
+            compiled: Callable[..., Any] = torch.compile(model, mode=mode)
+        except Exception as exc:  # any failure is this stage's failure
             raise BackendError(f"torch.compile failed: {type(exc).__name__}: {exc}") from exc
 
         def run(*inputs: Any) -> Any:
@@ -87,7 +81,7 @@ class CompileBackend(Backend):
 
         try:
             run(*example_inputs)  # compile now, so its cost is counted as preparation
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BackendError(f"torch.compile failed on the first call: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         breaks = sum(counters["graph_break"].values())
@@ -95,3 +89,15 @@ class CompileBackend(Backend):
                        "graph_break_reasons": sorted(map(str, counters["graph_break"]))[:10],
                        "recompiles": int(counters["stats"].get("unique_graphs", 0))}
         return run
+
+
+def _inductor_problem(device: Device) -> str | None:
+    """Why inductor cannot compile on ``device`` here (no C++ compiler, no headers), or None."""
+    import shutil
+    import sysconfig
+
+    if device.kind == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+        return "inductor on CPU needs a C++ compiler (cc/gcc) on PATH"
+    if not sysconfig.get_paths().get("include"):
+        return "inductor needs the Python headers"
+    return None

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from pytest_hwopt.core.engine import Decided, Engine, RunResult, Variant
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.accuracy import Tolerance
+from pytest_hwopt.core.engine import Decided, Engine, Fn, RunResult, Variant
+from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
+from pytest_hwopt.core.specs import Spec
+
+#: around a run: holds the device, watches it, and yields what it saw (filled on exit)
+Around = AbstractContextManager[Mapping[str, object]]
+
+
+class PrepareModel(Protocol):
+    """The model path: prepares ``module`` on a backend and registers it on ``bench``.
+
+    ``module`` and ``example_inputs`` are the caller's model and inputs (torch objects,
+    which this package's core never imports). Returns the variant's name.
+    """
+
+    def __call__(self, bench: Bench, module: Any, example_inputs: Any, *, precision: str,
+                 name: str | None, backend: str | None) -> str: ...
 
 
 class Bench:
@@ -18,29 +36,30 @@ class Bench:
     """
 
     def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
-                 around_run: Callable[[], Any] | None = None,
-                 prepare_model: Callable[..., str] | None = None,
-                 after_run: Callable[["Bench"], None] | None = None,
-                 capture: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None
+                 around_run: Callable[[], Around] | None = None,
+                 prepare_model: PrepareModel | None = None,
+                 after_run: Callable[[Bench], None] | None = None,
+                 capture: Callable[[Fn], Fn] | None = None
                  ) -> None:
         self._engine = engine
         self._decided = decided
         self._around = around_run
         #: what the device reported while the variants ran (NVML on CUDA)
-        self.telemetry: dict[str, Any] = {}
-        self.notes: dict[str, Any] = {}
+        self.telemetry: Mapping[str, object] = {}
+        #: derived figures a test noted (numbers, or any JSON value)
+        self.notes: dict[str, object] = {}
         self._prepare_model = prepare_model
         self._after_run = after_run
         self._capture = capture  # CUDA graph capture, on a GPU only
         self.variants: dict[str, Variant] = {}
         self.result: RunResult | None = None
-        self.tolerances: dict[str, Any] = {}  # variant -> specs.Tolerance
+        self.tolerances: dict[str, Tolerance] = {}  # variant -> its default tolerance
         #: budgets a preparation adds (the model path's accuracy gate)
-        self.implicit_specs: list[Any] = []
+        self.implicit_specs: list[Spec] = []
         #: variants that are references, never candidates (the model path's eager run)
         self.references: set[str] = set()
 
-    def measure(self, name: str, fn: Callable[[], Any], *, items: int = 1,
+    def measure(self, name: str, fn: Fn, *, items: int = 1,
                 bytes: float | None = None, flops: float | None = None,
                 cuda_graph: bool = False) -> None:
         """Register variant ``name``: ``fn()`` takes no arguments, its return is the output.
@@ -59,14 +78,11 @@ class Bench:
         if isinstance(items, bool) or not isinstance(items, int) or items < 1:
             raise ValueError(f"hwopt_bench.measure({name!r}): items must be an int >= 1, "
                              f"got {items!r}")
-        extra: dict[str, Any] = {}
-        for key, value in (("bytes", bytes), ("flops", flops)):
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                        or not math.isfinite(value) or value <= 0:
-                    raise ValueError(f"hwopt_bench.measure({name!r}): {key} must be a "
-                                     f"positive number, got {value!r}")
-                extra[key] = float(value)
+        extra = MeasurementExtra()
+        if bytes is not None:
+            extra["bytes"] = _work(name, "bytes", bytes)
+        if flops is not None:
+            extra["flops"] = _work(name, "flops", flops)
         if cuda_graph:
             if self._capture is None:
                 raise ValueError(f"hwopt_bench.measure({name!r}): cuda_graph=True needs a "
@@ -76,13 +92,13 @@ class Bench:
         self.variants[name] = Variant(name, fn, items, extra=extra)
         self.result = None
 
-    def note(self, name: str, value: Any) -> None:
+    def note(self, name: str, value: object) -> None:
         """Attach a derived figure to this test's results (JSON ``notes``, the summary)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"hwopt_bench.note: name must be a non-empty string, got {name!r}")
         self.notes[name] = value
 
-    def add(self, variant: Variant, tolerance: Any = None) -> None:
+    def add(self, variant: Variant, tolerance: Tolerance | None = None) -> None:
         """Register a prepared variant (the model path)."""
         if variant.name in self.variants:
             raise ValueError(f"hwopt_bench: variant {variant.name!r} is already registered")
@@ -117,3 +133,12 @@ class Bench:
             if self._after_run is not None:
                 self._after_run(self)  # derived figures (roofline, energy) before anyone reads
         return self.result.measurements
+
+
+def _work(name: str, key: str, value: object) -> float:
+    """A declared amount of work per call (bytes or FLOPs): a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"hwopt_bench.measure({name!r}): {key} must be a "
+                         f"positive number, got {value!r}")
+    return float(value)

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, MutableSequence, Sequence
+from types import ModuleType
 
+from pytest_hwopt.core.devicekeys import names_device
 from pytest_hwopt.core.specs import BUDGET_KINDS, Spec, SpecError, parse_marker
 
 ENTRY_KEYS = ("test", "device")
@@ -85,12 +87,13 @@ def _match(nodeid: str, pattern: str) -> bool:
     return base != nodeid and (base == pattern or fnmatch.fnmatchcase(base, pattern))
 
 
-def _toml() -> Any:
+def _toml() -> ModuleType:
+    """``tomllib``, or ``tomli`` before Python 3.11."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python < 3.11
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
         except ModuleNotFoundError:
             raise BudgetFileError("reading a budgets file needs Python 3.11+ (tomllib) or the "
                                   "'tomli' package: pip install tomli") from None
@@ -106,12 +109,13 @@ def _read(path: str | Path) -> str:
         raise BudgetFileError(f"{path}: cannot read budgets file: {exc}") from None
 
 
-def _parse_toml(text: str, name: str) -> dict[str, Any]:
+def _parse_toml(text: str, name: str) -> dict[str, object]:
     tomllib = _toml()
     try:
-        return tomllib.loads(text)
+        data: dict[str, object] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BudgetFileError(f"{name}: invalid TOML: {exc}") from None
+    return data
 
 
 def load(path: str | Path) -> list[BudgetEntry]:
@@ -132,15 +136,16 @@ def parse(text: str, name: str, table: Sequence[str] = FILE_TABLE) -> list[Budge
     """Validate the entries under ``table`` of a TOML text; ``name`` is used in errors."""
     data = _parse_toml(text, name)
     lines = text.splitlines()
-    parent: Any = data
+    parent: dict[str, object] = data
     for depth, part in enumerate(table[:-1]):
-        parent = parent.get(part) if isinstance(parent, dict) else None
-        if parent is None:
+        child = parent.get(part)
+        if child is None:
             return []
-        if not isinstance(parent, dict):
+        if not isinstance(child, dict):
             where = ".".join(table[:depth + 1])
             raise BudgetFileError(f"{name}:{_key_line(lines, where) or 1}: {where!r} must be a "
                                   "table")
+        parent = child
     scope = ".".join(table[:-1])
     allowed = {table[-1]}
     for key in parent:
@@ -161,7 +166,7 @@ def parse(text: str, name: str, table: Sequence[str] = FILE_TABLE) -> list[Budge
     return [_entry(item, n, name, lines, spans[n], header) for n, item in enumerate(raw)]
 
 
-def _entry(item: Any, n: int, name: str, lines: list[str], span: tuple[int, int],
+def _entry(item: object, n: int, name: str, lines: list[str], span: tuple[int, int],
            header: str) -> BudgetEntry:
     start, end = span
     label = f"[[{header}]] #{n + 1}"
@@ -265,12 +270,8 @@ def device_rank(device: str | None, device_keys: Sequence[str]) -> int | None:
     ``len(device_keys)`` for no device, None when the entry is for another device."""
     if device is None:
         return len(device_keys)
-    wanted = device.lower()
     for n, key in enumerate(device_keys):
-        have = key.lower()
-        if wanted == have:
-            return n
-        if wanted not in ("cpu", "cuda") and not wanted.startswith("cuda:") and wanted in have:
+        if names_device(device, key):
             return n
     return None
 

@@ -1,4 +1,4 @@
-"""What explains noise on a CPU: other processes' load, steal time, page faults, RSS.
+"""What explains noise on a CPU: other processes' load, steal time, page faults.
 
 Reads Linux ``/proc``; elsewhere the figures are ``None`` rather than guessed.
 """
@@ -10,7 +10,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 CONTENDED_CORES = 0.25  # other processes using more than a quarter of a core
 CONTENDED_STEAL = 0.05  # or the hypervisor stealing more than 5% of the time
@@ -86,35 +86,3 @@ def minor_faults() -> int:
     """Minor page faults of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
-
-class ResidentPeak:
-    """Peak resident memory added while a function runs (Linux: VmHWM reset via clear_refs)."""
-
-    kind = "resident memory (VmHWM - VmRSS before)"
-
-    def __init__(self, proc: Path = Path("/proc/self")) -> None:
-        self._proc = proc
-
-    def available(self) -> bool:
-        return (self._proc / "clear_refs").exists() and (self._proc / "status").exists()
-
-    def measure(self, fn: Callable[[], Any]) -> float | None:
-        """MB of resident memory above the starting point at the peak of ``fn()``."""
-        if not self.available():
-            return None
-        try:
-            (self._proc / "clear_refs").write_text("5")
-        except OSError:
-            return None
-        before = self._read("VmRSS")
-        fn()
-        peak = self._read("VmHWM")
-        if before is None or peak is None:
-            return None
-        return max(0.0, (peak - before) / 1024.0)
-
-    def _read(self, key: str) -> float | None:
-        for line in (self._proc / "status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return float(line.split()[1])  # kB
-        return None

@@ -9,15 +9,37 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from pytest_hwopt.core import contention as noise
 from pytest_hwopt.core import stats
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
 from pytest_hwopt.core.timing import HostTimer, Timer
 
+#: what a variant runs: a callable without arguments whose return value is its output (any
+#: value: an array, a tensor, nested containers of them)
+Fn = Callable[[], Any]
+#: asked after each batch of rounds whether every verdict is clear
 Decided = Callable[[Mapping[str, Measurement]], bool]
+
+
+class MemoryProbe(Protocol):
+    """What the engine asks of a memory probe (the hardware package's probes fit it).
+
+    A probe may also have ``details``: a mapping of extra figures (MB) of its last
+    :meth:`measure`, saved as ``extra["memory_details"]``.
+    """
+
+    @property
+    def kind(self) -> str:
+        """How the figure was measured, saved with each result as ``memory_kind``."""
+        ...
+
+    def measure(self, fn: Callable[[], object]) -> float | None:
+        """Call ``fn`` once; MB needed above the starting point at its peak, or None."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -39,18 +61,19 @@ class EngineConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.min_rounds < 3:
-            raise ValueError(f"min_rounds must be at least 3 for an interval, got {self.min_rounds}")
+            raise ValueError(
+                f"min_rounds must be at least 3 for an interval, got {self.min_rounds}")
 
 
 @dataclass
 class Variant:
-    """A callable to measure; its return value is its output."""
+    """A callable to measure; its return value is its output (any value)."""
 
     name: str
-    fn: Callable[[], Any]
+    fn: Fn
     items: int = 1
     prepare_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: MeasurementExtra = field(default_factory=lambda: MeasurementExtra())
 
 
 @dataclass
@@ -76,7 +99,7 @@ class _Plan:
     calls: int = 0
     first_call_ms: float = 0.0
     warmup_calls: int = 0
-    output: Any = None
+    output: Any = None  # the first call's return value
 
 
 class Engine:
@@ -87,14 +110,14 @@ class Engine:
         config: EngineConfig | None = None,
         timer: Timer | None = None,
         clock: Callable[[], float] = time.perf_counter,
-        memory: Any = None,
+        memory: MemoryProbe | None = None,
         faults: Callable[[], int] = noise.minor_faults,
         cpu_snapshot: Callable[[], noise.CpuSnapshot] = noise.snapshot,
     ) -> None:
         self.config = config or EngineConfig()
         self.timer = timer or HostTimer()
         self._clock = clock
-        self._memory = memory  # has .measure(fn) -> MB | None and .kind
+        self._memory = memory
         self._faults = faults
         self._snapshot = cpu_snapshot
 
@@ -150,8 +173,9 @@ class Engine:
             if self._memory is not None:
                 m.peak_memory_mb = self._memory.measure(plan.variant.fn)
                 m.memory_kind = self._memory.kind
-                if getattr(self._memory, "details", None):
-                    m.extra["memory_details"] = dict(self._memory.details)
+                details = getattr(self._memory, "details", None)
+                if isinstance(details, Mapping) and details:
+                    m.extra["memory_details"] = dict(details)
         return RunResult(measurements, rounds, elapsed, stopped, contention)
 
     def _warm_up(self, variant: Variant) -> _Plan:
@@ -195,7 +219,7 @@ class Engine:
         plan.rounds.append(stats.median(per_call))
 
     def _measurements(self, plans: Sequence[_Plan]) -> dict[str, Measurement]:
-        out = {}
+        out: dict[str, Measurement] = {}
         for plan in plans:
             v = plan.variant
             out[v.name] = Measurement(
@@ -209,7 +233,7 @@ class Engine:
                 prepare_s=v.prepare_s,
                 minor_faults_per_call=plan.faults / plan.calls if plan.calls else None,
                 timer=self.timer.name,
-                extra=dict(v.extra),
+                extra=v.extra.copy(),
                 output=plan.output,
             )
         return out

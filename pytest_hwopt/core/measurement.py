@@ -2,10 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypedDict
 
 from pytest_hwopt.core import stats
+
+
+class MeasurementExtra(TypedDict, total=False):
+    """Facts beside the timings, written into a variant's JSON result next to its statistics.
+
+    The keys the plugin itself writes are listed; a backend adds its own facts
+    (``Backend.describe()``: exporter, graph breaks, engine build time ...) under
+    further keys, which this type does not list.
+    """
+
+    # declared in measure(): work per call, for the roofline
+    bytes: float
+    flops: float
+    cuda_graph: bool  # fn is a captured CUDA graph's replay
+    dtype: str  # the precision whose peak the roofline uses (default fp32)
+    # the model path
+    backend: str
+    precision: str
+    preparation_warnings: list[str]
+    # derived after the run
+    memory_details: dict[str, float | None]  # the memory probe's extra figures (MB)
+    energy_mj_per_call: float | None  # NVML
+    achieved_gbs: float | None
+    achieved_tflops: float | None
+    achieved_intensity: float | None  # FLOP per byte
+    roofline_fraction: float
+    peak_gbs: float
+    peak_tflops: float | None
+    # imported results
+    source: str  # e.g. "pytest-benchmark"
+
+
+#: ``to_dict`` keys that :meth:`Measurement.from_dict` reads back as fields
+_RESTORED: Final = ("prepare_s", "first_call_ms", "peak_memory_mb", "memory_kind",
+                    "minor_faults_per_call", "timer", "items", "calls_per_sample",
+                    "warmup_calls")
 
 
 @dataclass
@@ -30,7 +67,9 @@ class Measurement:
     memory_kind: str = ""
     minor_faults_per_call: float | None = None
     timer: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: MeasurementExtra = field(default_factory=lambda: MeasurementExtra())
+    #: what the variant returned, before and after timing: arrays, tensors, numbers or
+    #: nested containers of them, whatever the callable returns
     output: Any = field(default=None, repr=False, compare=False)
     output_after: Any = field(default=None, repr=False, compare=False)
 
@@ -72,7 +111,7 @@ class Measurement:
         return self.items * 1000.0 / self.median_ms
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, raw samples included."""
+        """JSON-ready form, raw samples included; ``extra`` follows the statistics."""
         out: dict[str, Any] = {
             "variant": self.name,
             "median_ms": self.median_ms,
@@ -102,10 +141,9 @@ class Measurement:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Measurement":
-        """Inverse of :meth:`to_dict` (derived statistics are recomputed)."""
-        known = {"prepare_s", "first_call_ms", "peak_memory_mb", "memory_kind",
-                 "minor_faults_per_call", "timer", "items", "calls_per_sample", "warmup_calls"}
-        kwargs = {k: data[k] for k in known if k in data and data[k] is not None}
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """Inverse of :meth:`to_dict` (derived statistics are recomputed; ``extra`` is not
+        read back). ``data`` is a variant's JSON result."""
+        kwargs = {k: data[k] for k in _RESTORED if k in data and data[k] is not None}
         return cls(name=data["variant"], samples_ms=list(data["samples"]),
                    rounds_ms=list(data.get("rounds_ms") or data["samples"]), **kwargs)

@@ -6,11 +6,12 @@ so this module never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
-
+import numpy.typing as npt
 
 
 class OutputMismatch(ValueError):
@@ -41,13 +42,16 @@ class OutputDiff:
                        f"atol={self.atol:g} rtol={self.rtol:g}")
 
 
-def to_numpy(value: Any) -> np.ndarray:
-    """An array from a tensor, array or number (bf16/fp16 tensors widened to float32)."""
+def to_numpy(value: Any) -> npt.NDArray[Any]:
+    """An array from a tensor, array or number (bf16/fp16 tensors widened to float32).
+
+    ``value`` is duck-typed: anything with ``detach()`` and ``cpu()`` is a tensor.
+    """
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().cpu()
         if getattr(value, "is_floating_point", lambda: False)():
             value = value.float()
-        return value.numpy()
+        return np.asarray(value.numpy())
     return np.asarray(value)
 
 

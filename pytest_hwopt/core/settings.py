@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Final, Mapping
+from typing import Final
 
-
-DEFAULT_MAX_REGRESSION: Final = 0.10  # --hwopt-max-regression, here so start-up need not load baselines
+#: the allowed slow-down against a baseline when none is given (``--hwopt-max-regression``,
+#: ``pytest-hwopt compare --max-regression``): 10%; here so start-up need not load baselines
+DEFAULT_MAX_REGRESSION: Final = 0.10
 
 
 class OptionError(ValueError):
@@ -22,12 +24,14 @@ class OptionError(ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """One ``--hwopt-*`` flag with its ``hwopt_*`` ini key."""
+    """One ``--hwopt-*`` flag with its ``hwopt_*`` ini key (unless ``ini_help`` is empty)."""
 
     name: str  # the ini key; the flag is --hwopt-<name with dashes>
     help: str
     default: str | None = None
     flag: bool = False
+    metavar: str = ""  # shown in --help; default: the name without its prefix, in capitals
+    ini_help: str | None = None  # the ini key's help: None = same as help, "" = no ini key
 
     @property
     def cli(self) -> str:
@@ -59,6 +63,31 @@ OPTIONS: Final = (
            "is flushed before each sample, outside the timed region) (default: warm)", "warm"),
     Option("hwopt_compile_mode", "torch.compile mode of the torch-compile backend (default: "
            "reduce-overhead, i.e. CUDA graphs, on cuda; default on cpu)"),
+)
+
+
+#: options of the results a team keeps (budgets file, baselines, reports); read where those
+#: are made, not parsed into :class:`Settings`
+RESULT_OPTIONS: Final = (
+    Option("hwopt_budgets", "TOML file of budgets per test and device that override or add to "
+           "the markers (default: [[tool.hwopt.budget]] in pyproject.toml)", metavar="PATH",
+           ini_help="TOML budgets file, relative to the ini file"),
+    Option("hwopt_save", "save this run (raw samples included) as "
+           ".hwopt/<machine>/NNNN_NAME.json under the rootdir, or to a path ending in .json",
+           metavar="NAME", ini_help=""),
+    Option("hwopt_save_overwrite", "let --hwopt-save=PATH replace an existing file", flag=True,
+           ini_help=""),
+    Option("hwopt_compare", "compare with the latest run saved as NAME on this machine (or run "
+           "number NNNN, or a JSON file); significant regressions fail tests",
+           metavar="NAME|PATH", ini_help=""),
+    Option("hwopt_max_regression", "slow-down vs the baseline that fails a test when "
+           "significant (p < 0.01): 10% or 0.1 (default: 10%)", metavar="FRACTION",
+           ini_help="allowed slow-down vs the baseline (default: 10%)"),
+    Option("hwopt_html", "write a self-contained HTML report (summary, speedup intervals, "
+           "latency distributions, cold starts, roofline, environment)", metavar="PATH",
+           ini_help=""),
+    Option("hwopt_benchmark_json", "also write results in pytest-benchmark's JSON format (for "
+           "pytest-benchmark compare)", metavar="PATH", ini_help=""),
 )
 
 

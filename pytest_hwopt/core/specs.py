@@ -8,64 +8,27 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Mapping, NamedTuple, Sequence, Union
+from typing import Final
 
-Budget = Union[float, Mapping[str, float]]
+from pytest_hwopt.core import kinds
+from pytest_hwopt.core.accuracy import TOLERANCES, Tolerance
+from pytest_hwopt.core.devicekeys import Budget, resolve_budget
+from pytest_hwopt.core.kinds import Signature
+
+__all__ = ["BUDGET_KINDS", "SIGNATURES", "TOLERANCES", "Budget", "Requirement", "Signature",
+           "Spec", "SpecError", "Tolerance", "parse_marker", "parse_requires", "resolve_budget"]
 
 
 class SpecError(ValueError):
     """A marker argument that can never describe a valid budget."""
 
 
-@dataclass(frozen=True)
-class Signature:
-    """Parameters a marker accepts, in positional order."""
-
-    params: tuple[str, ...]
-    required: tuple[str, ...] = ()
-    one_of: tuple[str, ...] = ()  # at least one of these must be given
-    numbers: tuple[str, ...] = ()  # budget values: positive numbers or per-device maps
-    non_negative: tuple[str, ...] = ()  # tolerances: zero allowed
-    names: tuple[str, ...] = ("vs", "of")  # variant names
-
-
-SIGNATURES: Final[dict[str, Signature]] = {
-    "speedup": Signature(("min", "vs", "of"), required=("min", "vs"), numbers=("min",)),
-    "latency": Signature(
-        ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "of"),
-        one_of=("p50_ms", "p95_ms", "p99_ms", "mean_ms"),
-        numbers=("p50_ms", "p95_ms", "p99_ms", "mean_ms"),
-    ),
-    "throughput": Signature(("min", "of"), required=("min",), numbers=("min",)),
-    "memory": Signature(("max_mb", "of"), required=("max_mb",), numbers=("max_mb",)),
-    "accuracy": Signature(("atol", "rtol", "vs", "of", "rel_l2"),
-                          non_negative=("atol", "rtol", "rel_l2")),
-    "cold_start": Signature(("max_s", "of"), required=("max_s",), numbers=("max_s",)),
-    "energy": Signature(("max_mj", "of"), required=("max_mj",), numbers=("max_mj",)),
-    "roofline": Signature(
-        ("min_fraction", "of"), required=("min_fraction",), numbers=("min_fraction",)
-    ),
-}
-BUDGET_KINDS: Final = tuple(SIGNATURES)
-
-class Tolerance(NamedTuple):
-    """Element-wise ``|c - r| <= atol + rtol * |r|``; with ``rel_l2``, a norm criterion
-    ``||c - r|| <= rel_l2 * ||r||`` decides instead (int8 errors scale with the range)."""
-
-    atol: float
-    rtol: float
-    rel_l2: float | None = None
-
-
-# defaults by precision; bf16 keeps 8 mantissa bits; int8 is judged on the relative L2
-# error (5%: a signal-to-quantisation-noise ratio of 26 dB)
-TOLERANCES: Final[dict[str, Tolerance]] = {
-    "fp32": Tolerance(1e-4, 1e-4),
-    "fp16": Tolerance(1e-2, 1e-2),
-    "bf16": Tolerance(2e-2, 2e-2),
-    "int8": Tolerance(1e-1, 1e-1, rel_l2=0.05),
-}
+#: kind -> the arguments its marker accepts; follows the registry (:mod:`.kinds`)
+SIGNATURES: Final[Mapping[str, Signature]] = kinds.KindMap(lambda kind: kind.signature)
+#: the budget kinds, in registration order; follows the registry
+BUDGET_KINDS: Final[Sequence[str]] = kinds.KindNames()
 
 
 @dataclass(frozen=True)
@@ -90,7 +53,7 @@ class Requirement:
     backends: tuple[str, ...] = ()
 
 
-def parse_marker(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Spec:
+def parse_marker(kind: str, args: Sequence[object], kwargs: Mapping[str, object]) -> Spec:
     """Validate the arguments of marker ``hwopt_<kind>`` and return its spec."""
     marker = f"hwopt_{kind}"
     sig = SIGNATURES.get(kind)
@@ -99,7 +62,7 @@ def parse_marker(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> S
     if len(args) > len(sig.params):
         raise SpecError(f"{marker}: takes at most {len(sig.params)} positional arguments "
                         f"({', '.join(sig.params)}), got {len(args)}")
-    given: dict[str, Any] = dict(zip(sig.params, args))
+    given: dict[str, object] = dict(zip(sig.params, args))
     for key, value in kwargs.items():
         if key not in sig.params:
             raise SpecError(f"{marker}: unknown argument {key!r}; "
@@ -116,28 +79,29 @@ def parse_marker(kind: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> S
     for key in sig.numbers + sig.non_negative:
         if given.get(key) is not None:
             values[key] = _budget(marker, key, given[key], allow_zero=key in sig.non_negative)
-    names = {}
+    names: dict[str, str | None] = {}
     for key in ("vs", "of"):
         value = given.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             raise SpecError(f"{marker}: {key!r} must be a variant name (a non-empty string), "
                             f"got {value!r}")
-        names[key] = value
-    if kind == "roofline":
-        for fraction in _numbers(values["min_fraction"]):
+        names[key] = value if isinstance(value, str) else None
+    for key, whole in sig.fractions:
+        for fraction in _numbers(values[key]) if key in values else ():
             if fraction > 1.0:
-                raise SpecError(f"{marker}: 'min_fraction' is a fraction of the peak in (0, 1], "
+                raise SpecError(f"{marker}: {key!r} is a fraction of {whole} in (0, 1], "
                                 f"got {fraction}")
     return Spec(kind, values, names["vs"], names["of"])
 
 
-def parse_requires(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Requirement:
+def parse_requires(args: Sequence[object], kwargs: Mapping[str, object]) -> Requirement:
     """Validate ``hwopt_requires(device=None, backends=None)``."""
     allowed = ("device", "backends")
     given = dict(zip(allowed, args))
     for key, value in kwargs.items():
         if key not in allowed:
-            raise SpecError(f"hwopt_requires: unknown argument {key!r}; it accepts device, backends")
+            raise SpecError(f"hwopt_requires: unknown argument {key!r}; "
+                            "it accepts device, backends")
         if key in given:
             raise SpecError(f"hwopt_requires: argument {key!r} given twice")
         given[key] = value
@@ -147,25 +111,26 @@ def parse_requires(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Requiremen
                        _names("backends", given.get("backends")))
 
 
-def _names(key: str, value: Any) -> tuple[str, ...]:
+def _names(key: str, value: object) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = [value] if isinstance(value, str) else value
-    try:
-        names = tuple(items)
-    except TypeError:
+    if isinstance(value, str):
+        names: tuple[object, ...] = (value,)
+    elif isinstance(value, Iterable):
+        names = tuple(value)
+    else:
         raise SpecError(f"hwopt_requires: {key!r} must be a name or a list of names, "
-                        f"got {value!r}") from None
+                        f"got {value!r}")
     if not names or not all(isinstance(n, str) and n for n in names):
         raise SpecError(f"hwopt_requires: {key!r} must be a name or a list of names, got {value!r}")
-    return names
+    return tuple(str(n) for n in names)
 
 
-def _budget(marker: str, key: str, value: Any, *, allow_zero: bool) -> Budget:
+def _budget(marker: str, key: str, value: object, *, allow_zero: bool) -> Budget:
     if isinstance(value, Mapping):
         if not value:
             raise SpecError(f"{marker}: {key!r} per device is empty")
-        out = {}
+        out: dict[str, float] = {}
         for device, number in value.items():
             if not isinstance(device, str) or not device:
                 raise SpecError(f"{marker}: {key!r} per device needs device names as keys, "
@@ -175,7 +140,7 @@ def _budget(marker: str, key: str, value: Any, *, allow_zero: bool) -> Budget:
     return _number(f"{marker}: {key!r}", value, allow_zero)
 
 
-def _number(where: str, value: Any, allow_zero: bool) -> float:
+def _number(where: str, value: object, allow_zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise SpecError(f"{where} must be a number or a per-device dict like "
                         f"{{'cpu': 1.5, 'cuda': 3.0}}, got {value!r}")
@@ -188,25 +153,3 @@ def _number(where: str, value: Any, allow_zero: bool) -> float:
 
 def _numbers(value: Budget) -> list[float]:
     return list(value.values()) if isinstance(value, Mapping) else [value]
-
-
-def resolve_budget(value: Budget, device_keys: Sequence[str]) -> tuple[float | None, str]:
-    """Pick the entry for this device: the most specific key wins.
-
-    ``device_keys`` runs from most to least specific, e.g. ``["NVIDIA H100 80GB HBM3",
-    "cuda:0", "cuda"]``; a key of the budget matches a device key when equal, or
-    (for GPU names) when it is contained in it, ignoring case. Returns the value
-    and the key it came from, or ``(None, "")`` when the device has no entry.
-    """
-    if not isinstance(value, Mapping):
-        return float(value), ""
-    lowered = {k.lower(): (k, v) for k, v in value.items()}
-    for device_key in device_keys:
-        dk = device_key.lower()
-        if dk in lowered:
-            key, number = lowered[dk]
-            return float(number), key
-        for low, (key, number) in lowered.items():
-            if low not in ("cpu", "cuda") and not low.startswith("cuda:") and low in dk:
-                return float(number), key
-    return None, ""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Final, Sequence
+from typing import Final
 
 PERCENTILE_METHOD: Final = "linear (Hyndman-Fan type 7)"
 BOOTSTRAP_RESAMPLES: Final = 2000

@@ -9,7 +9,14 @@ with one synchronisation per block.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
+
+#: what a timer calls: any callable without arguments (its return value is ignored)
+Work = Callable[[], object]
 
 
 class Timer(Protocol):
@@ -17,8 +24,26 @@ class Timer(Protocol):
 
     name: str
 
-    def time_samples(self, fn: Callable[[], Any], calls_per_sample: int,
+    def time_samples(self, fn: Work, calls_per_sample: int,
                      samples: int) -> list[float]: ...
+
+
+class CudaEvent(Protocol):
+    """A CUDA event as ``torch.cuda.Event(enable_timing=True)`` makes it."""
+
+    def record(self) -> None: ...
+
+    def elapsed_time(self, end: Self, /) -> float:
+        """Milliseconds from this event to ``end``."""
+        ...
+
+
+class CudaEvents(Protocol):
+    """What :class:`CudaEventTimer` uses of the ``torch.cuda`` module."""
+
+    def Event(self, *, enable_timing: bool) -> CudaEvent: ...
+
+    def synchronize(self) -> None: ...
 
 
 class HostTimer:
@@ -26,7 +51,7 @@ class HostTimer:
 
     name = "host perf_counter"
 
-    def time_samples(self, fn: Callable[[], Any], calls_per_sample: int,
+    def time_samples(self, fn: Work, calls_per_sample: int,
                      samples: int) -> list[float]:
         clock = time.perf_counter
         out = []
@@ -47,7 +72,7 @@ class SyncedHostTimer:
     def __init__(self, synchronize: Callable[[], None]) -> None:
         self._sync = synchronize
 
-    def time_samples(self, fn: Callable[[], Any], calls_per_sample: int,
+    def time_samples(self, fn: Work, calls_per_sample: int,
                      samples: int) -> list[float]:
         clock, sync = time.perf_counter, self._sync
         out = []
@@ -71,11 +96,11 @@ class CudaEventTimer:
 
     name = "cuda events"
 
-    def __init__(self, cuda: Any, between: Callable[[], None] | None = None) -> None:
+    def __init__(self, cuda: CudaEvents, between: Callable[[], None] | None = None) -> None:
         self._cuda = cuda  # the torch.cuda module, passed in so tests can use a fake
         self._between = between
 
-    def time_samples(self, fn: Callable[[], Any], calls_per_sample: int,
+    def time_samples(self, fn: Work, calls_per_sample: int,
                      samples: int) -> list[float]:
         cuda = self._cuda
         pairs = [(cuda.Event(enable_timing=True), cuda.Event(enable_timing=True))

@@ -5,7 +5,14 @@ torch is imported inside the functions only.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+    from torch.cuda import _POOL_HANDLE  # what torch.cuda.graph_pool_handle() returns
+
+T = TypeVar("T")  # what the captured callable returns
 
 CAPTURE_HINT = ("code captured into a CUDA graph must not synchronise with the host "
                 "(.item(), .cpu(), .tolist(), print(tensor), torch.cuda.synchronize()), "
@@ -17,7 +24,7 @@ class CaptureError(RuntimeError):
     """``fn`` could not be captured into a CUDA graph; the message says what it did."""
 
 
-class GraphReplay:
+class GraphReplay(Generic[T]):
     """Calls replay the captured graph and return the outputs of the captured call.
 
     The outputs are the same (static) tensors every time: copy them to keep a
@@ -25,23 +32,27 @@ class GraphReplay:
     capture; write new values into them in place.
     """
 
-    def __init__(self, graph: Any, output: Any, stream: Any) -> None:
+    def __init__(self, graph: torch.cuda.CUDAGraph, output: T, stream: torch.cuda.Stream) -> None:
         self.graph = graph
         self.static_output = output
         self.stream = stream
 
-    def __call__(self) -> Any:
+    def __call__(self) -> T:
         self.graph.replay()
         return self.static_output
 
 
-def capture(fn: Callable[[], Any], warmup: int = 3, stream: Any = None, pool: Any = None,
-            capture_error_mode: str = "global") -> GraphReplay:
+def capture(fn: Callable[[], T], warmup: int = 3, stream: torch.cuda.Stream | None = None,
+            pool: _POOL_HANDLE | None = None,
+            capture_error_mode: str = "global") -> GraphReplay[T]:
     """Warm ``fn`` up on a side stream, capture one call into a ``torch.cuda.CUDAGraph``.
 
-    Warm-up and capture use the same stream, so libraries create their per-stream
-    handles (cuBLAS workspaces) before capture, not during it. Raises
-    :class:`CaptureError` when ``fn`` fails while captured.
+    Warm-up and capture use the same stream (``stream``, else a new side stream),
+    so libraries create their per-stream handles (cuBLAS workspaces) before
+    capture, not during it. ``pool`` is a memory pool handle to share
+    (``torch.cuda.graph_pool_handle()``); ``capture_error_mode`` is passed to
+    ``torch.cuda.graph``. Raises :class:`CaptureError` without CUDA or when ``fn``
+    fails while captured, :class:`ValueError` for ``warmup < 1``.
     """
     import torch
 
@@ -70,7 +81,7 @@ def capture(fn: Callable[[], Any], warmup: int = 3, stream: Any = None, pool: An
     return GraphReplay(graph, output, side)
 
 
-def _name(fn: Callable[[], Any]) -> str:
+def _name(fn: Callable[[], object]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 

@@ -1,4 +1,8 @@
-"""Device discovery and facts, on demand: never at import, torch only when CUDA is asked for."""
+"""Device discovery and facts, on demand: never at import, torch only when CUDA is asked for.
+
+A :class:`Device` also hands out what measures on it: its timer and its memory probe
+(:mod:`.memory`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,28 @@ import platform
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union
 
-from pytest_hwopt.core.contention import ResidentPeak
 from pytest_hwopt.core.timing import CudaEventTimer, HostTimer, Timer
+from pytest_hwopt.hardware.memory import CudaPeak, MemoryPeak, peak_probe
+
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.peaks import MeasuredPeaks
+
+__all__ = ["CPU_FLAGS", "CudaPeak", "Device", "DeviceError", "Fact", "Facts", "cpu_device",
+           "cpu_facts", "cuda_device", "nvidia_driver_present", "resolve", "torch_installed"]
+# CudaPeak's home is .memory; it stays importable from here for older callers.
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile",
              "amx_bf16", "amx_int8", "fma")
+
+
+Fact = Union[str, int, float, list[str], None]
+Facts = dict[str, Fact]  # name -> value, saved with results (e.g. "gpu", "logical_cores")
+
+
+def _unmeasured() -> MeasuredPeaks:
+    return {}  # a device's peaks stay empty until the peak probe runs
 
 
 class DeviceError(RuntimeError):
@@ -23,13 +42,17 @@ class DeviceError(RuntimeError):
 
 @dataclass
 class Device:
-    """The device a test measures on."""
+    """The device a test measures on.
+
+    ``facts`` describe it (saved with results); ``peak`` holds its measured peaks
+    (:func:`.peaks.measure_peaks`), empty until the roofline first needs them.
+    """
 
     kind: str  # "cpu" or "cuda"
     index: int | None
     name: str
-    facts: dict[str, Any] = field(default_factory=dict)
-    peak: dict[str, Any] = field(default_factory=dict)
+    facts: Facts = field(default_factory=dict)
+    peak: MeasuredPeaks = field(default_factory=lambda: _unmeasured())
 
     @property
     def torch_device(self) -> str:
@@ -66,52 +89,14 @@ class Device:
                               f"measuring on {self.torch_device}")
         return HostTimer()
 
-    def memory(self) -> Any:
-        if self.kind == "cuda":
-            return CudaPeak(self.index or 0)
-        return ResidentPeak()
-
-
-class CudaPeak:
-    """Peak device memory allocated by torch above the starting point while ``fn`` runs."""
-
-    kind = "torch max_memory_allocated - memory_allocated before"
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.details: dict[str, float | None] = {}  # reserved and NVML figures of the last call
-
-    def measure(self, fn: Any) -> float:
-        import torch
-
-        torch.cuda.synchronize(self.index)
-        torch.cuda.reset_peak_memory_stats(self.index)
-        before = torch.cuda.memory_allocated(self.index)
-        reserved_before = torch.cuda.memory_reserved(self.index)
-        fn()
-        torch.cuda.synchronize(self.index)
-        peak = (torch.cuda.max_memory_allocated(self.index) - before) / 2**20
-        self.details = {
-            "allocated_peak_mb": peak,
-            "reserved_peak_mb": (torch.cuda.max_memory_reserved(self.index)
-                                 - reserved_before) / 2**20,
-            "nvml_process_mb": _nvml_process_mb(self.index),
-        }
-        return peak
-
-
-def _nvml_process_mb(index: int) -> float | None:
-    """This process's device memory as NVML sees it (the CUDA context included)."""
-    try:
-        from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_index
-
-        probe = NvmlProbe(nvml_index(index))
-        return probe.process_memory_mb(os.getpid()) if probe.available() else None
-    except Exception:  # noqa: BLE001 - telemetry must never break a measurement
-        return None
+    def memory(self) -> MemoryPeak:
+        """The memory probe for this device: torch's allocator on CUDA, resident memory
+        elsewhere (see :mod:`.memory`)."""
+        return peak_probe(self.kind, self.index)
 
 
 def torch_installed() -> bool:
+    """Whether torch can be imported (without importing it)."""
     return importlib.util.find_spec("torch") is not None
 
 
@@ -136,6 +121,8 @@ def resolve(spec: str) -> Device:
 
 
 def cuda_device(index: int) -> Device:
+    """``cuda:<index>`` with its facts; :class:`DeviceError` saying what was found when it is
+    not usable (no torch, a CPU build, no driver, no such index)."""
     if not torch_installed():
         raise DeviceError(f"cuda:{index} needs PyTorch, which is not installed; found: cpu")
     import torch
@@ -150,7 +137,7 @@ def cuda_device(index: int) -> Device:
                           + ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}"
                                       for i in range(count)))
     props = torch.cuda.get_device_properties(index)
-    facts = {
+    facts: Facts = {
         "gpu": props.name,
         "compute_capability": f"{props.major}.{props.minor}",
         "gpu_memory_gb": round(props.total_memory / 2**30, 2),
@@ -162,9 +149,12 @@ def cuda_device(index: int) -> Device:
 
 
 @lru_cache(maxsize=1)
-def cpu_facts() -> dict[str, Any]:
-    """CPU model, cores, flags that matter for inference, memory."""
-    facts: dict[str, Any] = {"cpu": platform.processor() or platform.machine(),
+def cpu_facts() -> Facts:
+    """CPU model, cores, flags that matter for inference (:data:`CPU_FLAGS`), memory in GB.
+
+    Read from ``/proc`` where there is one; keys that cannot be read are left out.
+    """
+    facts: Facts = {"cpu": platform.processor() or platform.machine(),
                              "machine": platform.machine(), "logical_cores": os.cpu_count()}
     try:
         facts["usable_cores"] = len(os.sched_getaffinity(0))
@@ -194,5 +184,6 @@ def cpu_facts() -> dict[str, Any]:
 
 
 def cpu_device() -> Device:
+    """The host CPU, named by its model."""
     facts = cpu_facts()
     return Device("cpu", None, str(facts.get("cpu", "cpu")), dict(facts))

@@ -7,8 +7,8 @@ import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def lock_path(device: str) -> Path:

@@ -6,7 +6,6 @@ import os
 import platform
 import sys
 from importlib import metadata
-from typing import Any
 
 from pytest_hwopt.hardware.devices import Device, cpu_facts
 
@@ -26,9 +25,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def collect(device: Device | None, threads: int) -> dict[str, Any]:
-    """Everything a reader needs to judge whether two results are comparable."""
-    env: dict[str, Any] = {
+def collect(device: Device | None, threads: int) -> dict[str, object]:
+    """Everything a reader needs to judge whether two results are comparable.
+
+    Python, platform, host, library versions, ``threads`` and the thread variables
+    set, the CPU's facts and, with a device, its name, facts and peaks (JSON-ready).
+    """
+    env: dict[str, object] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "hostname": platform.node(),

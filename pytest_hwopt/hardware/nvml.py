@@ -8,10 +8,13 @@ tests pass a fake. A machine without the package, the library or a driver gets
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 # Clock-event ("throttle") reason bits, as in nvml.h (nvmlClocksEventReason*; the
 # older nvmlClocksThrottleReason* names have the same values).
@@ -71,7 +74,64 @@ def nvml_index(cuda_index: int, visible: str | None = None) -> int | str:
         return entry  # "GPU-..." UUID (or "MIG-...")
 
 
-def _text(value: Any) -> str:
+class NvmlFacts(TypedDict, total=False):
+    """What :meth:`NvmlProbe.facts` reports; only ``nvml`` and ``reason`` without NVML."""
+
+    nvml: bool
+    reason: str | None
+    gpu: str | None
+    driver: str | None
+    sm_clock_mhz: int | None
+    mem_clock_mhz: int | None
+    max_sm_clock_mhz: int | None
+    max_mem_clock_mhz: int | None
+    temperature_c: int | None
+    power_limit_w: float | None
+    memory_total_mb: float
+    memory_used_mb: float
+    clock_event_reasons: list[str]
+
+
+class NvmlWindow(TypedDict, total=False):
+    """What :meth:`NvmlProbe.stop` reports about a window; without NVML only ``nvml``,
+    ``reason`` and ``seconds``. Energy in mJ, power in W, clocks in MHz."""
+
+    nvml: bool
+    reason: str | None
+    seconds: float
+    samples: int
+    sample_errors: int
+    reasons_supported: bool
+    reasons: list[str]
+    throttled: bool
+    energy_mj: float | None
+    mean_power_w: float | None
+    max_temperature_c: int | None
+    min_sm_clock_mhz: int | None
+    max_sm_clock_mhz: int | None
+
+
+class ComputeProcess(TypedDict):
+    """One compute process on a GPU: host PID and memory in MB (None where hidden)."""
+
+    pid: int
+    used_mb: float | None
+
+
+@dataclass
+class _Window:
+    """What the sampler gathered since :meth:`NvmlProbe.start`."""
+
+    t0: float
+    energy0: int | None = None
+    mask: int = 0
+    samples: int = 0
+    errors: int = 0
+    temps: list[int] = field(default_factory=list)
+    clocks: list[int] = field(default_factory=list)
+
+
+def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -84,19 +144,21 @@ class NvmlProbe:
     :meth:`start` and :meth:`stop`.
     """
 
+    # ``nvml`` is typed Any: pynvml ships no type information, and tests pass a
+    # stand-in object with the same functions.
     def __init__(self, index: int | str = 0, nvml: Any = None, interval_s: float = 0.02) -> None:
         self.index = index
         self.interval_s = interval_s
         self.reason: str | None = None  # why NVML is not available, once known
-        self._nvml = nvml
-        self._handle: Any = None
+        self._nvml: Any = nvml
+        self._handle: object = None  # NVML's opaque device handle
         self._ready: bool | None = None
         self._error: type[BaseException] = Exception
-        self._reasons_fn: Callable[[Any], int] | None = None
+        self._reasons_fn: Callable[[object], int] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._window: dict[str, Any] = {}
+        self._window: _Window | None = None
 
     # -- setup --------------------------------------------------------------
 
@@ -110,7 +172,7 @@ class NvmlProbe:
         nvml = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # type: ignore[no-redef]
+                nvml = importlib.import_module("pynvml")
             except ImportError as exc:
                 self.reason = (f"pynvml is not importable ({exc}); "
                                "install nvidia-ml-py for GPU telemetry")
@@ -134,7 +196,7 @@ class NvmlProbe:
         self._reasons_fn = self._pick_reasons_fn()
         return True
 
-    def _pick_reasons_fn(self) -> Callable[[Any], int] | None:
+    def _pick_reasons_fn(self) -> Callable[[object], int] | None:
         """The clock-event reasons call this driver answers: the new name, else the old."""
         for name in ("nvmlDeviceGetCurrentClocksEventReasons",
                      "nvmlDeviceGetCurrentClocksThrottleReasons"):
@@ -145,13 +207,13 @@ class NvmlProbe:
                 fn(self._handle)
             except self._error:
                 continue
-            return fn  # type: ignore[no-any-return]
+            return fn
         return None
 
     def _shutdown(self) -> None:
         try:
             self._nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - nothing to do about a failed shutdown
+        except Exception:  # nothing to do about a failed shutdown
             pass
 
     def close(self) -> None:
@@ -170,8 +232,10 @@ class NvmlProbe:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, name: str, *args: Any) -> Any:
-        """``nvml.<name>(*args)``, or None where this GPU or driver does not support it."""
+    def _call(self, name: str, *args: object) -> Any:
+        """``nvml.<name>(*args)``, or None where this GPU or driver does not support it.
+
+        Any: whatever that (untyped) NVML function returns."""
         fn = getattr(self._nvml, name, None)
         if fn is None:
             return None
@@ -185,7 +249,7 @@ class NvmlProbe:
 
     # -- facts --------------------------------------------------------------
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> NvmlFacts:
         """Driver, GPU name, clocks now and at most, temperature, power limit, memory."""
         if not self.available():
             return {"nvml": False, "reason": self.reason}
@@ -194,7 +258,7 @@ class NvmlProbe:
         driver = self._call("nvmlSystemGetDriverVersion")
         name = self._call("nvmlDeviceGetName", h)
         limit_mw = self._call("nvmlDeviceGetPowerManagementLimit", h)
-        out: dict[str, Any] = {
+        out: NvmlFacts = {
             "nvml": True,
             "gpu": _text(name) if name is not None else None,
             "driver": _text(driver) if driver is not None else None,
@@ -233,42 +297,41 @@ class NvmlProbe:
         """Begin a window: read the energy counter and sample until :meth:`stop`."""
         if self._thread is not None:
             raise RuntimeError("NvmlProbe.start() called twice without stop()")
-        self._window = {"mask": 0, "temps": [], "clocks": [], "samples": 0, "errors": 0,
-                        "t0": time.perf_counter(), "energy0": None}
+        self._window = _Window(t0=time.perf_counter())
         if not self.available():
             return
-        self._window["energy0"] = self._energy_mj()
+        self._window.energy0 = self._energy_mj()
         self._sample()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="hwopt-nvml", daemon=True)
         self._thread.start()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> NvmlWindow:
         """End the window: reasons seen, energy used, temperature and SM clock range."""
-        if not self._window:
+        if self._window is None:
             raise RuntimeError("NvmlProbe.stop() called without start()")
         w = self._window
-        seconds = time.perf_counter() - w["t0"]
+        seconds = time.perf_counter() - w.t0
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
         if not self.available():
-            self._window = {}
+            self._window = None
             return {"nvml": False, "reason": self.reason, "seconds": seconds}
         self._sample()
         energy1 = self._energy_mj()
         energy = None
-        if w["energy0"] is not None and energy1 is not None and energy1 >= w["energy0"]:
-            energy = float(energy1 - w["energy0"])
-        reasons = reason_names(w["mask"])
-        temps, clocks = w["temps"], w["clocks"]
-        self._window = {}
+        if w.energy0 is not None and energy1 is not None and energy1 >= w.energy0:
+            energy = float(energy1 - w.energy0)
+        reasons = reason_names(w.mask)
+        temps, clocks = w.temps, w.clocks
+        self._window = None
         return {
             "nvml": True,
             "seconds": seconds,
-            "samples": w["samples"],
-            "sample_errors": w["errors"],
+            "samples": w.samples,
+            "sample_errors": w.errors,
             "reasons_supported": self._reasons_fn is not None,
             "reasons": reasons,
             "throttled": bool(reasons),
@@ -286,28 +349,30 @@ class NvmlProbe:
 
     def _sample(self) -> None:
         w = self._window
+        if w is None:
+            return
         try:
             mask = self._reasons()
             temp = self._call("nvmlDeviceGetTemperature", self._handle,
                               self._const("NVML_TEMPERATURE_GPU", 0))
             clock = self._call("nvmlDeviceGetClockInfo", self._handle,
                                self._const("NVML_CLOCK_SM", 1))
-        except Exception:  # noqa: BLE001 - a sampler thread must not die mid-window
+        except Exception:  # a sampler thread must not die mid-window
             with self._lock:
-                w["errors"] += 1
+                w.errors += 1
             return
         with self._lock:
-            w["samples"] += 1
+            w.samples += 1
             if mask is not None:
-                w["mask"] |= mask
+                w.mask |= mask
             if temp is not None:
-                w["temps"].append(temp)
+                w.temps.append(temp)
             if clock is not None:
-                w["clocks"].append(clock)
+                w.clocks.append(clock)
 
     # -- memory -------------------------------------------------------------
 
-    def compute_processes(self) -> list[dict[str, Any]]:
+    def compute_processes(self) -> list[ComputeProcess]:
         """Compute processes on this GPU with their memory in MB (None where hidden).
 
         NVML reports host PIDs: inside a container with its own PID namespace the
@@ -316,7 +381,7 @@ class NvmlProbe:
         if not self.available():
             return []
         procs = self._call("nvmlDeviceGetComputeRunningProcesses", self._handle) or []
-        out = []
+        out: list[ComputeProcess] = []
         for p in procs:
             used = getattr(p, "usedGpuMemory", None)
             out.append({"pid": int(p.pid),

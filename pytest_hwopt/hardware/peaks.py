@@ -1,8 +1,12 @@
-"""Device peaks and roofline arithmetic.
+"""Measured device peaks: copy bandwidth and GEMM TFLOP/s from a short probe, cached per machine.
 
-Published peaks come from vendor datasheets (dense figures, without 2:4
-sparsity); measured peaks come from a short probe (a device-to-device copy and
-one GEMM per dtype) cached per machine. The roofline functions are pure.
+The probe times a device-to-device copy and one square GEMM per dtype, keeping
+the best of several repetitions. Results are cached as JSON, one file per
+device name and torch version (and thread count on a CPU). torch is imported
+only when something is measured.
+
+The datasheet table lives in :mod:`.datasheets` and the roofline arithmetic in
+:mod:`.roofline`; their names are also importable from here, as before.
 """
 
 from __future__ import annotations
@@ -11,154 +15,59 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, TypedDict, cast
 
-DATASHEET = "published datasheet"
-
-
-@dataclass(frozen=True)
-class PublishedPeak:
-    """Datasheet peaks of one GPU: memory bandwidth (GB/s) and dense TFLOP/s per dtype.
-
-    ``fp32`` is the non-tensor (CUDA core) rate; ``tf32``, ``fp16`` and ``bf16``
-    are dense tensor-core rates with FP32 accumulation.
-    """
-
-    name: str
-    keys: tuple[str, ...]  # all must appear as words in the device name
-    gbs: float
-    tflops: dict[str, float]
-    source: str
-    exclude: tuple[str, ...] = ()
-
-    def matches(self, device_name: str) -> bool:
-        words = _words(device_name)
-        return (all(_has(words, k) for k in self.keys)
-                and not any(_has(words, k) for k in self.exclude))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "gbs": self.gbs, "tflops": dict(self.tflops),
-                "source": self.source}
-
-
-def _words(name: str) -> str:
-    return " " + " ".join(re.split(r"[^a-z0-9]+", name.lower())).strip() + " "
-
-
-def _has(words: str, key: str) -> bool:
-    return _words(key) in words
-
-
-def _sheet(doc: str) -> str:
-    return f"{DATASHEET}: {doc} (dense, without sparsity)"
-
-
-# Most specific first: the first entry whose keys all appear in the name wins.
-PUBLISHED: tuple[PublishedPeak, ...] = (
-    PublishedPeak("NVIDIA H200 SXM", ("h200",), 4800.0,
-                  {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
-                  _sheet("NVIDIA H200 Tensor Core GPU datasheet"), exclude=("nvl",)),
-    PublishedPeak("NVIDIA H100 PCIe", ("h100", "pcie"), 2000.0,
-                  {"fp32": 51.0, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0},
-                  _sheet("NVIDIA H100 Tensor Core GPU datasheet, PCIe")),
-    PublishedPeak("NVIDIA H100 SXM", ("h100",), 3350.0,
-                  {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
-                  _sheet("NVIDIA H100 Tensor Core GPU datasheet, SXM"),
-                  exclude=("pcie", "nvl")),
-    PublishedPeak("NVIDIA A100 SXM4 80GB", ("a100", "sxm4", "80gb"), 2039.0,
-                  {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
-                  _sheet("NVIDIA A100 Tensor Core GPU datasheet, 80GB SXM")),
-    PublishedPeak("NVIDIA A100 80GB PCIe", ("a100", "80gb"), 1935.0,
-                  {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
-                  _sheet("NVIDIA A100 Tensor Core GPU datasheet, 80GB PCIe")),
-    PublishedPeak("NVIDIA A100 40GB", ("a100",), 1555.0,
-                  {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
-                  _sheet("NVIDIA A100 Tensor Core GPU datasheet, 40GB")),
-    PublishedPeak("NVIDIA L40S", ("l40s",), 864.0,
-                  {"fp32": 91.6, "tf32": 183.0, "fp16": 362.0, "bf16": 362.0},
-                  _sheet("NVIDIA L40S datasheet")),
-    PublishedPeak("NVIDIA L4", ("l4",), 300.0,
-                  {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0},
-                  _sheet("NVIDIA L4 Tensor Core GPU datasheet")),
-    PublishedPeak("NVIDIA A10", ("a10",), 600.0,
-                  {"fp32": 31.2, "tf32": 62.5, "fp16": 125.0, "bf16": 125.0},
-                  _sheet("NVIDIA A10 Tensor Core GPU datasheet")),
-    PublishedPeak("NVIDIA T4", ("t4",), 320.0,
-                  {"fp32": 8.1, "fp16": 65.0},
-                  _sheet("NVIDIA T4 Tensor Core GPU datasheet; FP16 mixed precision")),
-    PublishedPeak("NVIDIA GeForce RTX 4090", ("rtx", "4090"), 1008.0,
-                  {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2},
-                  _sheet("NVIDIA Ada Lovelace architecture whitepaper, RTX 4090, "
-                         "FP32 accumulate")),
+from pytest_hwopt.hardware.datasheets import (  # noqa: F401 - the old import path
+    DATASHEET,
+    PUBLISHED,
+    PublishedPeak,
+    PublishedPeakRecord,
+    published_peak,
+)
+from pytest_hwopt.hardware.roofline import (  # noqa: F401 - the old import path
+    achieved,
+    ridge_point,
+    roofline_fraction,
 )
 
-
-def published_peak(device_name: str) -> dict[str, Any] | None:
-    """Datasheet peaks for a device name such as ``NVIDIA H100 80GB HBM3``, or None."""
-    for entry in PUBLISHED:
-        if entry.matches(device_name):
-            return entry.to_dict()
-    return None
+if TYPE_CHECKING:
+    from pytest_hwopt.hardware.devices import Device
 
 
-# -- roofline ---------------------------------------------------------------
+class MeasuredPeaks(TypedDict, total=False):
+    """What :func:`measure_peaks` returns (every key but ``published``) and a device keeps.
 
-
-def achieved(bytes_moved: float, flops: float, seconds: float) -> dict[str, float]:
-    """GB/s, TFLOP/s and arithmetic intensity (FLOP/byte) of work done in ``seconds``."""
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"seconds must be a finite number > 0, got {seconds!r}")
-    if bytes_moved < 0 or flops < 0:
-        raise ValueError(f"bytes and flops must be >= 0, got {bytes_moved!r}, {flops!r}")
-    intensity = flops / bytes_moved if bytes_moved > 0 else math.inf
-    return {"gbs": bytes_moved / seconds / 1e9, "tflops": flops / seconds / 1e12,
-            "intensity": intensity}
-
-
-def ridge_point(peak_gbs: float, peak_tflops: float) -> float:
-    """Intensity (FLOP/byte) above which work is compute-bound on this device."""
-    return peak_tflops * 1e12 / (peak_gbs * 1e9)
-
-
-def roofline_fraction(bytes_moved: float, flops: float, seconds: float, peak_gbs: float,
-                      peak_tflops: float) -> float:
-    """Achieved performance over the roofline bound at the work's intensity.
-
-    With FLOPs: achieved TFLOP/s over ``min(peak_tflops, intensity * peak_gbs)``.
-    Bytes only (``flops == 0``): achieved GB/s over ``peak_gbs``.
+    ``gbs`` is copy bandwidth (bytes read plus written, GB/s); ``tflops`` maps a
+    dtype to TFLOP/s, None where the device cannot run that dtype. ``published``
+    is the datasheet entry, added by the caller where one matches. Empty until
+    measured.
     """
-    if peak_gbs <= 0 or peak_tflops <= 0:
-        raise ValueError(f"peaks must be > 0, got {peak_gbs!r} GB/s, {peak_tflops!r} TFLOP/s")
-    got = achieved(bytes_moved, flops, seconds)
-    if flops == 0:
-        return got["gbs"] / peak_gbs
-    bound_tflops = min(peak_tflops, got["intensity"] * peak_gbs * 1e9 / 1e12)
-    return got["tflops"] / bound_tflops
 
+    device: str
+    kind: str
+    torch: str
+    sizes: dict[str, int]  # "copy_mb": the copied buffer (MB), "gemm_n": the GEMM's side
+    timer: str
+    threads: int | None
+    gbs: float
+    tflops: dict[str, float | None]
+    seconds: float
+    measured_at: str
+    cached: bool
+    published: PublishedPeakRecord
 
-# -- measured peaks ---------------------------------------------------------
 
 CUDA_SIZES = {"copy_mb": 512, "gemm_n": 8192}
 CPU_SIZES = {"copy_mb": 64, "gemm_n": 512}
+_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-@dataclass
-class _Probe:
-    """What one measured probe needs: a device string, a way to time, sizes."""
-
-    kind: str
-    torch_device: str
-    name: str
-    time_call: Callable[[Callable[[], Any]], float]
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
-def _device_parts(device: Any) -> tuple[str, str, str]:
-    """(kind, torch device string, name) of a :class:`~.devices.Device` or a string."""
+def _device_parts(device: Device | str) -> tuple[str, str, str]:
+    """(kind, torch device string, name) of a :class:`~.devices.Device` or a device string."""
     if isinstance(device, str):
         from pytest_hwopt.hardware import devices
 
@@ -166,16 +75,20 @@ def _device_parts(device: Any) -> tuple[str, str, str]:
     return device.kind, device.torch_device, device.name
 
 
+# -- the cache ----------------------------------------------------------------
+
+
 def cache_key(name: str, torch_version: str) -> str:
     return f"{name}|torch {torch_version}"
 
 
 def cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
+    """``peaks-<hash of key>.json`` in ``cache_dir``."""
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     return Path(cache_dir) / f"peaks-{digest}.json"
 
 
-def read_cache(path: Path, key: str) -> dict[str, Any] | None:
+def read_cache(path: Path, key: str) -> MeasuredPeaks | None:
     """The cached result for ``key``; None when missing, unreadable or for another key."""
     try:
         data = json.loads(path.read_text())
@@ -187,20 +100,24 @@ def read_cache(path: Path, key: str) -> dict[str, Any] | None:
     if not (isinstance(result, dict) and isinstance(result.get("gbs"), (int, float))
             and isinstance(result.get("tflops"), dict)):
         return None
-    return result
+    return cast(MeasuredPeaks, result)
 
 
-def write_cache(path: Path, key: str, result: dict[str, Any]) -> None:
+def write_cache(path: Path, key: str, result: MeasuredPeaks) -> None:
+    """Write ``result`` under ``key`` to ``path`` atomically (a temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"key": key, "result": result}, indent=1, sort_keys=True))
     os.replace(tmp, path)
 
 
-def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
+# -- the probe ----------------------------------------------------------------
+
+
+def measure_peaks(device: Device | str = "cpu", *, budget_s: float | None = None,
                   cache_dir: str | os.PathLike[str] | None = None, refresh: bool = False,
                   copy_mb: int | None = None, gemm_n: int | None = None,
-                  dtypes: tuple[str, ...] | None = None) -> dict[str, Any]:
+                  dtypes: tuple[str, ...] | None = None) -> MeasuredPeaks:
     """Measured copy bandwidth (GB/s) and GEMM TFLOP/s per dtype on ``device``.
 
     ``device`` is a :class:`~.devices.Device` or a ``--hwopt-device`` string. The
@@ -208,6 +125,8 @@ def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
     the best of several repetitions within its share of ``budget_s`` (default 2 s on
     the CPU, 20 s on CUDA). With ``cache_dir`` the result is kept per device name
     and torch version; an unreadable cache file is measured again and replaced.
+    ``cached`` in the result says which happened. An unknown dtype raises
+    :class:`ValueError`.
     """
     import torch
 
@@ -230,16 +149,16 @@ def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
     budget = budget_s if budget_s is not None else (20.0 if kind == "cuda" else 2.0)
     share = budget / (1 + len(dtypes))
     start = time.perf_counter()
-    result: dict[str, Any] = {
+    tflops: dict[str, float | None] = {}
+    result: MeasuredPeaks = {
         "device": name, "kind": kind, "torch": torch.__version__, "sizes": sizes,
         "timer": "cuda events" if kind == "cuda" else "host perf_counter",
         "threads": torch.get_num_threads() if kind == "cpu" else None,
         "gbs": _copy_gbs(torch, kind, torch_device, sizes["copy_mb"], share),
-        "tflops": {},
+        "tflops": tflops,
     }
     for dtype in dtypes:
-        result["tflops"][dtype] = _gemm_tflops(torch, kind, torch_device, dtype,
-                                               sizes["gemm_n"], share)
+        tflops[dtype] = _gemm_tflops(torch, kind, torch_device, dtype, sizes["gemm_n"], share)
     result["seconds"] = time.perf_counter() - start
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if path is not None:
@@ -247,14 +166,18 @@ def measure_peaks(device: Any = "cpu", *, budget_s: float | None = None,
     return {**result, "cached": False}
 
 
-def _best_seconds(torch: Any, kind: str, fn: Callable[[], Any], share_s: float,
+# ``torch`` below is the torch module, passed in so that only measure_peaks imports it.
+
+
+def _best_seconds(torch: ModuleType, kind: str, fn: Callable[[], object], share_s: float,
                   min_reps: int = 3, max_reps: int = 50) -> float:
-    """Fastest of repeated timed calls of ``fn`` (one untimed call first)."""
+    """Fastest of repeated timed calls of ``fn`` (one untimed call first), in seconds."""
     fn()
     if kind == "cuda":
         torch.cuda.synchronize()
     best, reps, spent = math.inf, 0, 0.0
     while reps < min_reps or (spent < share_s and reps < max_reps):
+        took: float
         if kind == "cuda":
             begin = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -273,19 +196,19 @@ def _best_seconds(torch: Any, kind: str, fn: Callable[[], Any], share_s: float,
     return best
 
 
-def _copy_gbs(torch: Any, kind: str, torch_device: str, copy_mb: int, share_s: float) -> float:
+def _copy_gbs(torch: ModuleType, kind: str, torch_device: str, copy_mb: int,
+              share_s: float) -> float:
+    """GB/s of a device-to-device copy of ``copy_mb`` MB (read plus written)."""
     n = max(1, copy_mb * 2**20 // 4)
     src = torch.ones(n, dtype=torch.float32, device=torch_device)
     dst = torch.empty_like(src)
     seconds = _best_seconds(torch, kind, lambda: dst.copy_(src), share_s)
-    return 2 * src.numel() * src.element_size() / seconds / 1e9
+    return float(2 * src.numel() * src.element_size() / seconds / 1e9)
 
 
-_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-def _gemm_tflops(torch: Any, kind: str, torch_device: str, dtype: str, n: int,
+def _gemm_tflops(torch: ModuleType, kind: str, torch_device: str, dtype: str, n: int,
                  share_s: float) -> float | None:
+    """TFLOP/s of an ``n`` x ``n`` GEMM in ``dtype``; None where the dtype does not run here."""
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
     tdtype = getattr(torch, _DTYPES[dtype])

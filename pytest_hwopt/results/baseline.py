@@ -19,19 +19,25 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 from pytest_hwopt.core import stats
 from pytest_hwopt.core.settings import DEFAULT_MAX_REGRESSION
-from pytest_hwopt.results.terminal import jsonable
+from pytest_hwopt.results.jsonio import dumps
+from pytest_hwopt.results.schema import BaselineRow, BaselineSection, Verdict
+from pytest_hwopt.results.terminal import table
 
 ALPHA = 0.01
 SAVE_DIR = ".hwopt"
 
-REGRESSION, IMPROVEMENT, UNCHANGED, NEW, MISSING = (
-    "regression", "improvement", "unchanged", "new", "missing")
+REGRESSION: Final = "regression"
+IMPROVEMENT: Final = "improvement"
+UNCHANGED: Final = "unchanged"
+NEW: Final = "new"
+MISSING: Final = "missing"
 
 # environment entries that change timings: (label, path in the environment)
 ENVIRONMENT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -75,7 +81,7 @@ def load_document(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate_document(data: Any, name: str) -> None:
+def validate_document(data: object, name: str) -> None:
     """Raise :class:`BaselineError` unless ``data`` looks like a pytest-hwopt document."""
     if not isinstance(data, dict) or "results" not in data or "version" not in data:
         hint = " (a pytest-benchmark file?)" if isinstance(data, dict) and "benchmarks" in data \
@@ -138,10 +144,12 @@ class Row:
     current_ms: float | None
     ratio: float | None  # current / baseline median time
     p: float | None
-    verdict: str
+    verdict: Verdict
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> BaselineRow:
+        return {"test": self.test, "variant": self.variant, "baseline_ms": self.baseline_ms,
+                "current_ms": self.current_ms, "ratio": self.ratio, "p": self.p,
+                "verdict": self.verdict}
 
     def describe(self, threshold: float) -> str:
         """One line, as a check message."""
@@ -173,7 +181,7 @@ def compare_samples(test: str, variant: str, baseline: Sequence[float],
     base, cur = stats.median(baseline), stats.median(current)
     ratio = cur / base if base > 0 else math.inf
     p = stats.mann_whitney_p(current, baseline)
-    verdict = UNCHANGED
+    verdict: Verdict = UNCHANGED
     if p < alpha and ratio > 1 + max_regression:
         verdict = REGRESSION
     elif p < alpha and ratio < 1 / (1 + max_regression):
@@ -187,7 +195,7 @@ def compare_documents(baseline: Mapping[str, Any], current: Mapping[str, Any],
     """Every variant of both runs: compared, new or missing; current order, missing last."""
     base = samples_by_test(baseline)
     cur = samples_by_test(current)
-    rows = []
+    rows: list[Row] = []
     for test, variants in cur.items():
         for variant, samples in variants.items():
             old = base.get(test, {}).get(variant)
@@ -212,9 +220,15 @@ def counts(rows: Iterable[Row]) -> dict[str, int]:
 TABLE_HEADER = ("test", "variant", "baseline", "current", "ratio", "p", "verdict")
 
 
+def section(path: str | Path, max_regression: float, rows: Sequence[Row]) -> BaselineSection:
+    """The document's ``baseline`` entry: the file compared with, the rule and every row."""
+    return {"path": str(path), "max_regression": max_regression, "alpha": ALPHA,
+            "counts": counts(rows), "rows": [r.to_dict() for r in rows]}
+
+
 def table_rows(rows: Iterable[Row]) -> list[list[str]]:
-    """Cells for :func:`report.table` under :data:`TABLE_HEADER`."""
-    out = []
+    """Cells for :func:`.terminal.table` under :data:`TABLE_HEADER`."""
+    out: list[list[str]] = []
     for r in rows:
         out.append([r.test, r.variant, _ms(r.baseline_ms), _ms(r.current_ms),
                     "-" if r.ratio is None else f"{r.ratio:.3f}x",
@@ -223,8 +237,6 @@ def table_rows(rows: Iterable[Row]) -> list[list[str]]:
 
 
 def format_table(rows: Sequence[Row]) -> list[str]:
-    from pytest_hwopt.results.terminal import table
-
     return table(table_rows(rows), TABLE_HEADER)
 
 
@@ -237,13 +249,13 @@ def summary_line(rows: Sequence[Row], threshold: float) -> str:
 
 # ---- environment -------------------------------------------------------------------------
 
-def _lookup(env: Mapping[str, Any], path: Sequence[str]) -> tuple[bool, Any]:
+def _lookup(env: Mapping[str, Any], path: Sequence[str]) -> tuple[bool, object]:
     """``(known, value)``: whether ``env`` says anything about the entry, and its value.
 
     An entry is known when present; a library version is also known (as not installed)
     when the environment lists versions, and the GPU (as none) when it names the device.
     """
-    value: Any = env
+    value: object = env
     for part in path:
         if not isinstance(value, Mapping):
             return False, None
@@ -272,7 +284,7 @@ def environment_mismatch(baseline_env: Mapping[str, Any], current_env: Mapping[s
     return out
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     return "none" if value is None else str(value)
 
 
@@ -338,7 +350,7 @@ def save_numbered(directory: str | Path, name: str, document: Mapping[str, Any])
     """Write ``document`` as the next numbered run; never replaces an existing file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, indent=1, default=jsonable) + "\n"
+    text = dumps(document)
     for _ in range(1000):
         target = next_path(directory, name)
         try:

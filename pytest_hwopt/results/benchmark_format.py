@@ -18,17 +18,43 @@ from __future__ import annotations
 import platform
 import statistics
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TypedDict
 
 from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.results.jsonio import write_json_atomic
+from pytest_hwopt.results.schema import Environment, ResultsDocument
 
 BENCHMARK_VARIANT = "benchmark"
 FORMAT_VERSION = "5.1.0"  # the pytest-benchmark release whose JSON layout this follows
 
 
-def measurements_from_benchmark(fixture: Any) -> dict[str, Measurement]:
+class BenchmarkStats(TypedDict):
+    """The ``stats`` of one pytest-benchmark JSON entry; times in seconds."""
+
+    min: float
+    max: float
+    mean: float
+    stddev: float
+    rounds: int
+    median: float
+    iqr: float
+    q1: float
+    q3: float
+    iqr_outliers: int
+    stddev_outliers: int
+    outliers: str  # "stddev;iqr"
+    ld15iqr: float
+    hd15iqr: float
+    ops: float
+    total: float
+    data: list[float]
+    iterations: int
+
+
+def measurements_from_benchmark(fixture: object) -> dict[str, Measurement]:
     """``{"benchmark": Measurement}`` from a pytest-benchmark ``BenchmarkFixture`` that ran.
 
     ``fixture.stats`` is pytest-benchmark's ``Metadata``; ``fixture.stats.stats.data``
@@ -73,7 +99,7 @@ def _quartiles(data: Sequence[float]) -> tuple[float, float]:
     return statistics.median(data[: rounds // 2]), statistics.median(data[rounds // 2:])
 
 
-def benchmark_stats(samples_s: Sequence[float], iterations: int = 1) -> dict[str, Any]:
+def benchmark_stats(samples_s: Sequence[float], iterations: int = 1) -> BenchmarkStats:
     """The ``stats`` object of one pytest-benchmark JSON entry, from per-iteration seconds."""
     data = [float(s) for s in samples_s]
     if not data:
@@ -81,7 +107,7 @@ def benchmark_stats(samples_s: Sequence[float], iterations: int = 1) -> dict[str
     ordered = sorted(data)
     rounds = len(data)
     mean = statistics.mean(data)
-    stddev = statistics.stdev(data) if rounds > 1 else 0
+    stddev: float = statistics.stdev(data) if rounds > 1 else 0  # 0, as pytest-benchmark writes it
     q1, q3 = _quartiles(ordered)
     iqr = q3 - q1
     if rounds == 1:
@@ -109,7 +135,7 @@ def _with_variant(name: str, variant: str) -> str:
     return f"{name}[{variant}]"
 
 
-def _machine_info(env: Mapping[str, Any]) -> dict[str, Any]:
+def _machine_info(env: Environment) -> dict[str, object]:
     return {
         "node": env.get("hostname", ""),
         "processor": env.get("cpu", ""),
@@ -128,8 +154,8 @@ def _machine_info(env: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def to_benchmark_json(document: Mapping[str, Any], when: datetime | None = None
-                      ) -> dict[str, Any]:
+def to_benchmark_json(document: ResultsDocument, when: datetime | None = None
+                      ) -> dict[str, object]:
     """A pytest-hwopt document in the JSON format of ``pytest --benchmark-json``."""
     env = document.get("environment") or {}
     settings = env.get("settings") or {}
@@ -171,8 +197,6 @@ def to_benchmark_json(document: Mapping[str, Any], when: datetime | None = None
     }
 
 
-def write_benchmark_json(path: str | Path, document: Mapping[str, Any]) -> Path:
+def write_benchmark_json(path: str | Path, document: ResultsDocument) -> Path:
     """Write :func:`to_benchmark_json` of ``document`` to ``path`` atomically."""
-    from pytest_hwopt.results.terminal import write_json_atomic
-
     return write_json_atomic(path, to_benchmark_json(document))

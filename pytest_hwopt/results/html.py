@@ -1,6 +1,6 @@
 """A self-contained HTML report rendered from the ``--hwopt-json`` document.
 
-:func:`render` turns the document (the dict that :func:`report.document` builds)
+:func:`render` turns the document (the dict that :func:`.schema.document` builds)
 into one HTML file: the summary table, speedups with their confidence intervals
 against the budgets, latency distributions, cold-start times, a roofline chart,
 per-test notes and the environment. Charts are drawn by plotly.js, which is
@@ -15,11 +15,26 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from pytest_hwopt.results.terminal import SUMMARY_HEADER, _check_name, format_value, summary_rows
+from pytest_hwopt.results.jsonio import write_text_atomic
+from pytest_hwopt.results.schema import (
+    CheckRecord,
+    Environment,
+    Record,
+    ResultRow,
+    ResultsDocument,
+    records_of,
+)
+from pytest_hwopt.results.terminal import (
+    SUMMARY_HEADER,
+    _check_name,
+    format_value,
+    status_counts,
+    summary_rows,
+)
 
 STATUS_COLOURS = {
     "passed": "#2e7d32",
@@ -33,19 +48,19 @@ LABEL_CHARS = 44  # chart labels are cut to this; hover shows the full test id
 _esc = html.escape
 
 
-def render(document: Mapping[str, Any]) -> str:
+def render(document: ResultsDocument) -> str:
     """One self-contained HTML page (plotly.js inline) for a results document."""
     try:
-        import plotly  # noqa: F401
-        import plotly.graph_objects as go
-        from plotly.io.json import to_json_plotly
-        from plotly.offline import get_plotlyjs
+        import plotly  # type: ignore[import-untyped]  # noqa: F401
+        import plotly.graph_objects as go  # type: ignore[import-untyped]
+        from plotly.io.json import to_json_plotly  # type: ignore[import-untyped]
+        from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
     except ImportError as exc:
         raise RuntimeError(
             "the HTML report needs plotly: pip install plotly "
             "(or pip install 'pytest-hwopt[html]')") from exc
 
-    records = _records(document)
+    records = records_of(document)
     figures: list[tuple[str, Any]] = []  # (section id, figure)
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
 
@@ -106,61 +121,23 @@ def render(document: Mapping[str, Any]) -> str:
     )
 
 
-def write_html(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Path:
+def write_html(path: str | os.PathLike[str], document: ResultsDocument) -> Path:
     """Render ``document`` and write it to ``path`` atomically (temporary file, rename)."""
-    text = render(document)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, render(document))
 
 
-# -- the document back into per-test records ----------------------------------
+# -- the header ----------------------------------------------------------------
 
 
-def _records(document: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per-test records (metadata + ``results`` + ``checks``), the shape the terminal uses."""
-    order: list[str] = []
-    recs: dict[str, dict[str, Any]] = {}
-
-    def rec(test: str) -> dict[str, Any]:
-        if test not in recs:
-            order.append(test)
-            recs[test] = {"test": test, "results": [], "checks": []}
-        return recs[test]
-
-    for meta in document.get("tests") or []:
-        rec(str(meta.get("test", ""))).update(
-            {k: v for k, v in meta.items() if k not in ("results", "checks")})
-    for var in document.get("results") or []:
-        rec(str(var.get("test", "")))["results"].append(var)
-    for check in document.get("checks") or []:
-        rec(str(check.get("test", "")))["checks"].append(check)
-    return [recs[t] for t in order]
-
-
-def _title(document: Mapping[str, Any]) -> str:
+def _title(document: ResultsDocument) -> str:
     env = document.get("environment") or {}
     where = env.get("device_name") or env.get("device") or ""
     return "pytest-hwopt report" + (f" - {where}" if where else "")
 
 
-def _header(document: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> str:
+def _header(document: ResultsDocument, records: Sequence[Record]) -> str:
     env = document.get("environment") or {}
-    counts: dict[str, int] = {}
-    for check in document.get("checks") or []:
-        status = str(check.get("status", ""))
-        counts[status] = counts.get(status, 0) + 1
+    counts = status_counts(document.get("checks") or [])
     badges = " ".join(
         f'<span class="badge status-{_esc(_status_class(s))}">{n} {_esc(s)}</span>'
         for s, n in sorted(counts.items())) or '<span class="badge">no budgets</span>'
@@ -182,7 +159,7 @@ def _status_class(status: str) -> str:
     return base if base in STATUS_COLOURS else "other"
 
 
-def _summary_section(records: Sequence[Mapping[str, Any]]) -> str:
+def _summary_section(records: Sequence[Record]) -> str:
     """The terminal's summary table; each check's message on a line below its row."""
     if not records:
         return '<p class="empty">No tests were measured.</p>'
@@ -214,7 +191,7 @@ def _breakable(test: str) -> str:
     return "::<wbr>".join(_esc(part).replace("[", "<wbr>[") for part in test.split("::"))
 
 
-def _tests_section(records: Sequence[Mapping[str, Any]]) -> str:
+def _tests_section(records: Sequence[Record]) -> str:
     if not records:
         return '<p class="empty">No tests were measured.</p>'
     head = "".join(f"<th>{h}</th>" for h in
@@ -222,8 +199,8 @@ def _tests_section(records: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for rec in records:
         flags = []
-        contention = rec.get("contention") or {}
-        if contention.get("contended"):
+        contention = rec.get("contention")
+        if contention and contention.get("contended"):
             flags.append(f"contended (other busy cores "
                          f"{_num(contention.get('other_busy_cores'))}, steal "
                          f"{_num(contention.get('steal_fraction'))})")
@@ -249,7 +226,7 @@ def _tests_section(records: Sequence[Mapping[str, Any]]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _environment_section(env: Mapping[str, Any]) -> str:
+def _environment_section(env: Environment) -> str:
     rows = list(_flatten(env))
     if not rows:
         return '<p class="empty">No environment recorded.</p>'
@@ -257,7 +234,7 @@ def _environment_section(env: Mapping[str, Any]) -> str:
     return f'<table class="env"><tbody>{body}</tbody></table>'
 
 
-def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+def _flatten(value: object, prefix: str = "") -> Iterable[tuple[str, str]]:
     if isinstance(value, Mapping):
         if not value and prefix:
             yield prefix, "-"
@@ -273,9 +250,9 @@ def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
         yield prefix, _num(value)
 
 
-def _si(value: Any, unit: str) -> str:
+def _si(value: float | None, unit: str) -> str:
     """``134.2 MB``, ``5.369 GFLOP``; ``-`` for nothing."""
-    if not _finite(value):
+    if value is None or not _finite(value):
         return "-"
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
@@ -283,7 +260,7 @@ def _si(value: Any, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _num(value: Any) -> str:
+def _num(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -330,16 +307,16 @@ def _layout(go: Any, rows: int, **kwargs: Any) -> Any:
                      font={"size": 12}, hoverlabel={"align": "left"}, **kwargs)
 
 
-def _speedup_figure(go: Any, checks: Sequence[Mapping[str, Any]]) -> Any:
+def _speedup_figure(go: Any, checks: Sequence[CheckRecord]) -> Any:
     rows = [c for c in checks if c.get("kind") == "speedup" and _finite(c.get("measured"))]
     if not rows:
         return None
     rows = rows[::-1]  # plotly draws the first category at the bottom
     labels = _unique([_esc(f"{c.get('variant')} vs {c.get('vs')} · {_short(str(c['test']))}")
                       for c in rows])
-    measured = [float(c["measured"]) for c in rows]
-    low = [float(c["low"]) if _finite(c.get("low")) else m for c, m in zip(rows, measured)]
-    high = [float(c["high"]) if _finite(c.get("high")) else m for c, m in zip(rows, measured)]
+    measured = [_float(c["measured"]) for c in rows]
+    low = [_float(c["low"]) if _finite(c.get("low")) else m for c, m in zip(rows, measured)]
+    high = [_float(c["high"]) if _finite(c.get("high")) else m for c, m in zip(rows, measured)]
     hover = [_esc(str(c["test"])) + "<br>" + _esc(f"{_check_name(c)}: {format_value(m, 'x')} "
                     f"[{format_value(lo, 'x')}, {format_value(hi, 'x')}], "
                     f"budget {format_value(c.get('budget'), 'x')}, {c.get('status')}")
@@ -353,20 +330,25 @@ def _speedup_figure(go: Any, checks: Sequence[Mapping[str, Any]]) -> Any:
                  "arrayminus": [m - lo for m, lo in zip(measured, low)],
                  "color": "#222", "thickness": 1.5, "width": 4},
         hovertext=hover, hoverinfo="text", name="speedup"))
-    budgets = [(label, float(c["budget"])) for label, c in zip(labels, rows)
+    budgets = [(label, _float(c["budget"])) for label, c in zip(labels, rows)
                if _finite(c.get("budget"))]
-    if budgets:
-        fig.add_trace(go.Scatter(
-            x=[b for _, b in budgets], y=[label for label, _ in budgets], mode="markers",
-            marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#000"}},
-            hovertemplate="budget %{x:.3g}x<extra></extra>", name="budget"))
+    _budget_ticks(go, fig, budgets, "budget %{x:.3g}x")
     fig.add_vline(x=1.0, line={"dash": "dash", "color": "#888", "width": 1})
     fig.update_xaxes(title_text="speedup (x)", rangemode="tozero", zeroline=True)
     fig.update_yaxes(automargin=True, type="category")
     return fig
 
 
-def _samples(var: Mapping[str, Any]) -> list[float]:
+def _budget_ticks(go: Any, fig: Any, ticks: Sequence[tuple[str, float]], hover: str) -> None:
+    """Black ticks at each ``(category, budget)``; nothing without ticks."""
+    if ticks:
+        fig.add_trace(go.Scatter(
+            x=[b for _, b in ticks], y=[label for label, _ in ticks], mode="markers",
+            marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#000"}},
+            hovertemplate=f"{hover}<extra></extra>", name="budget"))
+
+
+def _samples(var: ResultRow) -> list[float]:
     values = var.get("samples")
     if not isinstance(values, (list, tuple)):
         values = var.get("rounds_ms")
@@ -375,8 +357,8 @@ def _samples(var: Mapping[str, Any]) -> list[float]:
     return [float(f"{v:.6g}") for v in values if _finite(v) and v > 0]
 
 
-def _latency_figure(go: Any, results: Sequence[Mapping[str, Any]],
-                    checks: Sequence[Mapping[str, Any]]) -> Any:
+def _latency_figure(go: Any, results: Sequence[ResultRow],
+                    checks: Sequence[CheckRecord]) -> Any:
     rows = [(var, _samples(var)) for var in results]
     rows = [(var, s) for var, s in rows if s]
     if not rows:
@@ -400,42 +382,38 @@ def _latency_figure(go: Any, results: Sequence[Mapping[str, Any]],
             hoverinfo="x+text"))
     by_key = {(str(var.get("test", "")), str(var.get("variant"))): label
               for label, (var, _) in zip(labels, rows)}
-    ticks = [(by_key[key], float(c["budget"]))
+    ticks = [(by_key[key], _float(c["budget"]))
              for c in checks if c.get("kind") == "latency" and _finite(c.get("budget"))
              for key in [(str(c.get("test", "")), str(c.get("variant")))] if key in by_key]
-    if ticks:
-        fig.add_trace(go.Scatter(
-            x=[b for _, b in ticks], y=[label for label, _ in ticks], mode="markers",
-            marker={"symbol": "line-ns", "size": 18, "line": {"width": 3, "color": "#000"}},
-            hovertemplate="latency budget %{x:.4g} ms<extra></extra>", name="budget"))
+    _budget_ticks(go, fig, ticks, "latency budget %{x:.4g} ms")
     fig.update_xaxes(type="log", title_text="per-call time (ms, log scale)")
     fig.update_yaxes(automargin=True, type="category")
     return fig
 
 
-def _cold_start_rows(results: Sequence[Mapping[str, Any]],
-                     checks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _cold_start_rows(results: Sequence[ResultRow],
+                     checks: Sequence[CheckRecord]) -> list[ResultRow]:
     """Variants with a prepare or first-call time; when some test built something (a
     prepare time above zero) or has a cold-start budget, only such tests' variants."""
     rows = [var for var in results
             if _finite(var.get("prepare_s")) or _finite(var.get("first_call_ms"))]
     built = {str(var.get("test", "")) for var in rows
-             if _finite(var.get("prepare_s")) and var["prepare_s"] > 0}
+             if _finite(var.get("prepare_s")) and _float(var["prepare_s"]) > 0}
     built |= {str(c.get("test", "")) for c in checks if c.get("kind") == "cold_start"}
     if built:
         rows = [var for var in rows if str(var.get("test", "")) in built]
     return rows
 
 
-def _cold_start_figure(go: Any, rows: Sequence[Mapping[str, Any]]) -> Any:
+def _cold_start_figure(go: Any, rows: Sequence[ResultRow]) -> Any:
     if not rows:
         return None
     rows = list(rows)[::-1]
     labels = _unique([_esc(f"{var.get('variant')} · {_short(str(var.get('test', '')))}")
                       for var in rows])
-    prepare = [float(var["prepare_s"]) if _finite(var.get("prepare_s")) else None
+    prepare = [_float(var["prepare_s"]) if _finite(var.get("prepare_s")) else None
                for var in rows]
-    first = [float(var["first_call_ms"]) / 1000.0 if _finite(var.get("first_call_ms"))
+    first = [_float(var["first_call_ms"]) / 1000.0 if _finite(var.get("first_call_ms"))
              else None for var in rows]
     hover = [_esc(f"{var.get('test')} / {var.get('variant')}: prepare "
                   f"{format_value(p, 's')}, first call {format_value(f, 's')}, total "
@@ -456,18 +434,18 @@ def _cold_start_figure(go: Any, rows: Sequence[Mapping[str, Any]]) -> Any:
     return fig
 
 
-def _roofline_section(go: Any, document: Mapping[str, Any],
+def _roofline_section(go: Any, document: ResultsDocument,
                       figures: list[tuple[str, Any]]) -> str:
     work = [var for var in document.get("results") or []
             if _finite(var.get("achieved_gbs")) or _finite(var.get("achieved_tflops"))]
     if not work:
         return '<p class="empty">No variant declared bytes= or flops= (no roofline data).</p>'
     points = [var for var in work
-              if _finite(var.get("achieved_intensity")) and var["achieved_intensity"] > 0
-              and _finite(var.get("achieved_tflops")) and var["achieved_tflops"] > 0]
-    roofs = sorted({(float(v["peak_gbs"]), float(v["peak_tflops"])) for v in work
+              if _finite(var.get("achieved_intensity")) and _float(var["achieved_intensity"]) > 0
+              and _finite(var.get("achieved_tflops")) and _float(var["achieved_tflops"]) > 0]
+    roofs = sorted({(_float(v["peak_gbs"]), _float(v["peak_tflops"])) for v in work
                     if _finite(v.get("peak_gbs")) and _finite(v.get("peak_tflops"))
-                    and v["peak_gbs"] > 0 and v["peak_tflops"] > 0})
+                    and _float(v["peak_gbs"]) > 0 and _float(v["peak_tflops"]) > 0})
     parts = []
     if points and roofs:
         fig = _roofline_figure(go, points, roofs)
@@ -498,10 +476,10 @@ def _roofline_section(go: Any, document: Mapping[str, Any],
     return "\n".join(parts)
 
 
-def _roofline_figure(go: Any, points: Sequence[Mapping[str, Any]],
+def _roofline_figure(go: Any, points: Sequence[ResultRow],
                      roofs: Sequence[tuple[float, float]]) -> Any:
     ridges = [tflops * 1000.0 / gbs for gbs, tflops in roofs]
-    xs = [float(v["achieved_intensity"]) for v in points] + ridges
+    xs = [_float(v["achieved_intensity"]) for v in points] + ridges
     x_lo, x_hi = min(xs) / 4.0, max(xs) * 4.0
     fig = go.Figure(layout=_layout(go, 14, legend={"orientation": "h", "y": -0.2, "x": 0}))
     for gbs, tflops in roofs:
@@ -514,10 +492,10 @@ def _roofline_figure(go: Any, points: Sequence[Mapping[str, Any]],
             hovertemplate="intensity %{x:.3g} FLOP/B<br>bound %{y:.3g} TFLOP/s<extra></extra>"))
     symbols = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon"]
     tests = list(dict.fromkeys(str(v.get("test", "")) for v in points))
-    for n, var in enumerate(points):
+    for var in points:
         label = _esc(f"{var.get('variant')} · {_short(str(var.get('test', '')))}")
         fig.add_trace(go.Scatter(
-            x=[float(var["achieved_intensity"])], y=[float(var["achieved_tflops"])],
+            x=[_float(var["achieved_intensity"])], y=[_float(var["achieved_tflops"])],
             mode="markers", name=label,
             marker={"size": 11, "symbol": symbols[tests.index(str(var.get("test", "")))
                                                  % len(symbols)],
@@ -528,7 +506,7 @@ def _roofline_figure(go: Any, points: Sequence[Mapping[str, Any]],
                            f"{_num(var.get('roofline_fraction'))} of the roof"),
             hoverinfo="text"))
     fig.update_xaxes(type="log", title_text="arithmetic intensity (FLOP/byte)")
-    ys = [float(v["achieved_tflops"]) for v in points] + [t for _, t in roofs]
+    ys = [_float(v["achieved_tflops"]) for v in points] + [t for _, t in roofs]
     ys.append(x_lo * min(g for g, _ in roofs) / 1000.0)
     fig.update_yaxes(type="log", title_text="attainable performance (TFLOP/s)",
                      range=[math.log10(min(ys) / 2.0), math.log10(max(ys) * 2.5)])
@@ -537,9 +515,15 @@ def _roofline_figure(go: Any, points: Sequence[Mapping[str, Any]],
     return fig
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: object) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def _float(value: object) -> float:
+    """A number already checked with :func:`_finite`, as a float."""
+    assert isinstance(value, (int, float)), value
+    return float(value)
 
 
 # -- page ----------------------------------------------------------------------

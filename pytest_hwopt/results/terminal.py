@@ -1,14 +1,25 @@
-"""Pure formatters: the terminal summary table and the JSON document."""
+"""The terminal summary: the table of checks and variants, the notes, the totals line.
+
+Pure: no pytest, no torch. The results document, its records and its builder live in
+:mod:`pytest_hwopt.results.schema`, the JSON writer in :mod:`pytest_hwopt.results.jsonio`;
+``document``, ``JSON_VERSION``, ``write_json_atomic`` and ``jsonable`` stay importable from
+here for older imports.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
 
-JSON_VERSION = 1
+from pytest_hwopt.core import kinds
+from pytest_hwopt.results.jsonio import jsonable, write_json_atomic
+from pytest_hwopt.results.schema import FORMAT, Record, document
+
+__all__ = ["JSON_VERSION", "SUMMARY_HEADER", "document", "format_value", "jsonable",
+           "note_lines", "status_counts", "summary_rows", "table", "totals_line",
+           "write_json_atomic"]
+
+JSON_VERSION: Final = FORMAT
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -22,18 +33,20 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def summary_rows(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
-    """One row per test and check; a test without budgets gets one row per variant."""
-    rows = []
+def summary_rows(records: Iterable[Record]) -> list[list[str]]:
+    """Cells under :data:`SUMMARY_HEADER`: one row per test and check; a test without
+    budgets gets one row per variant."""
+    rows: list[list[str]] = []
     for rec in records:
         test = rec["test"]
         flags = []
-        if (rec.get("contention") or {}).get("contended"):
+        contention, telemetry = rec.get("contention"), rec.get("telemetry")
+        if contention and contention.get("contended"):
             flags.append("contended")
-        if (rec.get("telemetry") or {}).get("throttled"):
+        if telemetry and telemetry.get("throttled"):
             flags.append("throttled")
         for check in rec.get("checks", []):
-            status = check["status"]
+            status: str = check["status"]
             if status == "inconclusive":
                 status += " (pass)" if check["passed"] else " (fail)"
             interval = ""
@@ -52,9 +65,9 @@ def summary_rows(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def note_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
+def note_lines(records: Iterable[Record]) -> list[str]:
     """``test: name=value, ...`` for tests that noted derived figures."""
-    lines = []
+    lines: list[str] = []
     for rec in records:
         notes = rec.get("notes") or {}
         if notes:
@@ -65,27 +78,21 @@ def note_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _check_name(check: Mapping[str, Any]) -> str:
-    kind = check["kind"]
-    if kind == "speedup":
-        return f"speedup vs {check['vs']}"
-    if kind == "latency":
-        return f"latency {check.get('metric', '').replace('_ms', '')}"
-    if kind == "accuracy":
-        return f"accuracy vs {check['vs']}"
-    return kind.replace("_", " ")
+    """The check column: ``speedup vs naive``, ``latency p95``, ``cold start`` (the kind's
+    registry entry words it; a check that is no budget kind reads as its kind)."""
+    return kinds.check_name(check["kind"], check.get("vs"), check.get("metric", ""))
 
 
 def _budget_text(check: Mapping[str, Any]) -> str:
+    """The budget column: ``>= 2.00x``, ``<= 5 ms``, ``atol 0.0001``; ``-`` without one."""
     budget = check.get("budget")
     if budget is None:
         return "-"
-    kind = check["kind"]
-    if kind == "accuracy":
-        if check.get("metric") == "rel_l2_error":
-            return f"rel L2 <= {budget:g}"
-        return f"atol {budget:g}"
-    sign = ">=" if kind in ("speedup", "throughput", "roofline") else "<="
-    return f"{sign} {format_value(budget, check['unit'])}"
+    kind = kinds.find(check["kind"])
+    worded = kind.budget_text(budget, check.get("metric")) if kind is not None else None
+    if worded is not None:
+        return worded
+    return f"{kinds.comparison_of(check['kind'])} {format_value(budget, check['unit'])}"
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
@@ -103,48 +110,20 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
 SUMMARY_HEADER = ("test", "check", "variant", "measured", "95% CI", "budget", "status", "notes")
 
 
-def document(records: Sequence[Mapping[str, Any]], environment: Mapping[str, Any],
-             version: str) -> dict[str, Any]:
-    """The ``--hwopt-json`` document: flat ``results`` and ``checks`` lists keyed by test."""
-    results, checks, tests = [], [], []
-    for rec in records:
-        meta = {k: v for k, v in rec.items() if k not in ("results", "checks")}
-        tests.append(meta)
-        for var in rec.get("results", []):
-            results.append({"test": rec["test"], **var})
-        for check in rec.get("checks", []):
-            checks.append({**check, "test": rec["test"]})
-    return {"version": version, "format": JSON_VERSION, "environment": dict(environment),
-            "tests": tests, "results": results, "checks": checks}
+def status_counts(checks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """status -> how many of ``checks`` have it, in first-seen order."""
+    counts: dict[str, int] = {}
+    for check in checks:
+        status = str(check.get("status", ""))
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
-    """Write JSON to a temporary file beside ``path``, then rename over it."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=jsonable)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def jsonable(value: Any) -> Any:
-    """What ``json.dump`` cannot write itself: sets and tuples as lists, paths as text."""
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return repr(value)
+def totals_line(records: Sequence[Record], report_only: bool = False) -> str:
+    """``hwopt: 2 test(s) measured on cpu; checks: 3 passed, 1 failed`` (statuses sorted;
+    ``no budgets`` without checks), with a note when budgets did not fail tests."""
+    counts = status_counts(check for rec in records for check in rec["checks"])
+    device = records[0].get("device", "") if records else ""
+    totals = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no budgets"
+    return (f"hwopt: {len(records)} test(s) measured on {device}; checks: {totals}"
+            + ("; report only: budgets did not fail tests" if report_only else ""))

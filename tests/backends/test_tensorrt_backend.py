@@ -1,7 +1,8 @@
 """Unit tests for pytest_hwopt.backends.tensorrt, driven by a fake ``tensorrt`` module.
 
 No GPU and no TensorRT are needed: the fake records what the backend asks of the
-TensorRT 10 API (builder flags, profiles, parse, build, deserialize, execution).
+TensorRT 10 API (builder flags, profiles, parse, build, deserialize, execution). The
+backend takes the fake module and a fake CUDA handle as constructor arguments.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ class FakeTRT(types.SimpleNamespace):
                     return None
                 return Engine(json.loads(bytes(data)[len(b"ENGINE:"):]))
 
-        def OnnxParser(network: Network, logger: Any) -> Parser:  # noqa: N802 - trt's name
+        def OnnxParser(network: Network, logger: Any) -> Parser:  # TensorRT's name
             return Parser(network, logger)
 
         super().__init__(
@@ -232,6 +233,27 @@ class FakeTRT(types.SimpleNamespace):
         return sum(1 for c in self.calls if c[0] == what)
 
 
+class FakeCuda:
+    """A CUDA handle with no GPU: one stream handle, a fixed identity, an optional problem."""
+
+    def __init__(self, problem: str | None = None) -> None:
+        self.reason = problem
+        self.made_current: list[int] = []
+
+    def problem(self) -> str | None:
+        return self.reason
+
+    def current(self, index: int) -> contextlib.AbstractContextManager[None]:
+        self.made_current.append(index)
+        return contextlib.nullcontext()
+
+    def stream(self, index: int) -> int:
+        return 1234
+
+    def identity(self, index: int) -> tuple[str, str]:
+        return "Fake GPU from CUDA", "9.0"
+
+
 class FakeDevice:
     """Duck-typed CUDA device whose tensors live on the CPU (no GPU here)."""
 
@@ -244,17 +266,12 @@ class FakeDevice:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeTRT:
-    fake = FakeTRT()
-    use(monkeypatch, fake)
-    return fake
+    fake_export(monkeypatch)
+    return FakeTRT()
 
 
-def use(monkeypatch: pytest.MonkeyPatch, fake: FakeTRT, onnx: bool = False) -> None:
-    """Route the backend to ``fake``; ``onnx`` keeps the real (cached) ONNX export."""
-    monkeypatch.setattr(trt_backend, "_import_trt", lambda: fake)
-    monkeypatch.setattr(trt_backend, "_cuda_problem", lambda: None)
-    monkeypatch.setattr(trt_backend, "_on_device", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(trt_backend, "_stream_handle", lambda device: lambda: 1234)
+def fake_export(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the (slow, cached) ONNX export with a file of fixed bytes."""
 
     def fake_onnx(cache: ArtifactCache, model: Any, example_inputs: Any, exporters: Any,
                   dynamic_axes: Any) -> tuple[Path, dict[str, Any]]:
@@ -263,8 +280,15 @@ def use(monkeypatch: pytest.MonkeyPatch, fake: FakeTRT, onnx: bool = False) -> N
             path.write_bytes(b"onnx-bytes")
         return path, {"exporter": "fake", "graph_inputs": ["input_0"]}
 
-    if not onnx:
-        monkeypatch.setattr(trt_backend, "cached_onnx", fake_onnx)
+    monkeypatch.setattr(trt_backend, "cached_onnx", fake_onnx)
+
+
+def backend_on(fake: FakeTRT | None, cache: ArtifactCache | Path, cuda: FakeCuda | None = None,
+               **options: Any) -> trt_backend.TensorRTBackend:
+    """A TensorRT backend on ``fake`` (None: the real import) and a fake CUDA handle."""
+    if isinstance(cache, Path):
+        cache = ArtifactCache(cache)
+    return trt_backend.TensorRTBackend(cache, tensorrt=fake, cuda=cuda or FakeCuda(), **options)
 
 
 def prepare(backend: trt_backend.TensorRTBackend, precision: str = "fp32") -> Any:
@@ -286,9 +310,8 @@ def test_cpu_device_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_not_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
-    monkeypatch.setattr(trt_backend, "_cuda_problem", lambda: None)
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the real import is under test
+    backend = backend_on(None, tmp_path)
     assert backend.unavailable_reason(FakeDevice()) == "tensorrt not installed"
     assert trt_backend.trt_import() == (None, "tensorrt not installed")
 
@@ -314,36 +337,37 @@ class _BrokenTensorRTFinder:
 def test_libraries_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_BrokenTensorRTFinder(), *sys.meta_path])
-    monkeypatch.setattr(trt_backend, "_cuda_problem", lambda: None)
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    backend = backend_on(None, tmp_path)
     assert backend.unavailable_reason(FakeDevice()) == (
         "tensorrt import failed: libnvinfer.so.10: cannot open shared object file: No such "
         "file or directory")
     assert "tensorrt" not in sys.modules
 
 
-def test_old_tensorrt_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use(monkeypatch, FakeTRT(version="8.6.1"))
-    reason = trt_backend.TensorRTBackend(ArtifactCache(tmp_path)).unavailable_reason(FakeDevice())
+def test_old_tensorrt_is_unavailable(tmp_path: Path) -> None:
+    reason = backend_on(FakeTRT(version="8.6.1"), tmp_path).unavailable_reason(FakeDevice())
     assert reason == "tensorrt 8.6.1 is older than 10.0; this backend uses the TensorRT 10 API"
 
 
-def test_torch_without_cuda_is_unavailable(monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
-    use(monkeypatch, FakeTRT())
-    monkeypatch.setattr(trt_backend, "_cuda_problem", lambda: "no CUDA here")
-    reason = trt_backend.TensorRTBackend(ArtifactCache(tmp_path)).unavailable_reason(FakeDevice())
+def test_torch_without_cuda_is_unavailable(tmp_path: Path) -> None:
+    backend = backend_on(FakeTRT(), tmp_path, cuda=FakeCuda(problem="no CUDA here"))
+    reason = backend.unavailable_reason(FakeDevice())
     assert reason == "no CUDA here"
 
 
 def test_real_cuda_problem_names_cpu_build() -> None:
     if torch.cuda.is_available():
         pytest.skip("this torch has CUDA")
-    assert "TensorRT here needs torch with CUDA" in (trt_backend._cuda_problem() or "")
+    assert "TensorRT here needs torch with CUDA" in (trt_backend.TorchCuda().problem() or "")
+
+
+def test_default_cuda_handle_is_torch(tmp_path: Path) -> None:
+    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    assert isinstance(backend._cuda, trt_backend.TorchCuda)
 
 
 def test_available_with_fake(fake: FakeTRT, tmp_path: Path) -> None:
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    backend = backend_on(fake, tmp_path)
     assert backend.unavailable_reason(FakeDevice()) is None
 
 
@@ -467,7 +491,7 @@ def test_build_failure_reports_logged_errors() -> None:
 
 
 def test_engine_cached_on_second_prepare(fake: FakeTRT, tmp_path: Path) -> None:
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path), workspace_mb=64)
+    backend = backend_on(fake, tmp_path, workspace_mb=64)
     prepare(backend, "fp16")
     first = backend.describe()
     assert first["engine_cached"] is False and first["engine_build_s"] is not None
@@ -475,7 +499,7 @@ def test_engine_cached_on_second_prepare(fake: FakeTRT, tmp_path: Path) -> None:
     assert first["gpu"] == "Fake GPU" and first["compute_capability"] == "9.0"
     assert first["exporter"] == "fake" and first["hardware_verified"] is False
 
-    again = trt_backend.TensorRTBackend(ArtifactCache(tmp_path), workspace_mb=64)
+    again = backend_on(fake, tmp_path, workspace_mb=64)
     prepare(again, "fp16")
     second = again.describe()
     assert fake.count("build") == 1
@@ -486,14 +510,14 @@ def test_engine_cached_on_second_prepare(fake: FakeTRT, tmp_path: Path) -> None:
 
 def test_other_precision_or_workspace_builds_again(fake: FakeTRT, tmp_path: Path) -> None:
     cache = ArtifactCache(tmp_path)
-    prepare(trt_backend.TensorRTBackend(cache), "fp32")
-    prepare(trt_backend.TensorRTBackend(cache), "fp16")
-    prepare(trt_backend.TensorRTBackend(cache, workspace_mb=2048), "fp16")
+    prepare(backend_on(fake, cache), "fp32")
+    prepare(backend_on(fake, cache), "fp16")
+    prepare(backend_on(fake, cache, workspace_mb=2048), "fp16")
     assert fake.count("build") == 3
 
 
 def test_corrupt_cached_file_is_rebuilt(fake: FakeTRT, tmp_path: Path) -> None:
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    backend = backend_on(fake, tmp_path)
     prepare(backend)
     engine = Path(backend.describe()["engine_path"])
     engine.write_bytes(b"garbage")  # checksum no longer matches the manifest
@@ -505,9 +529,9 @@ def test_corrupt_cached_file_is_rebuilt(fake: FakeTRT, tmp_path: Path) -> None:
 
 def test_engine_rejected_by_runtime_is_rebuilt_once(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
+    fake_export(monkeypatch)
     fake = FakeTRT()
-    use(monkeypatch, fake)
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    backend = backend_on(fake, tmp_path)
     prepare(backend)
     fake.reject_first_load = True  # checksum matches, but TensorRT will not load it
     prepare(backend)
@@ -519,28 +543,28 @@ def test_engine_rejected_by_runtime_is_rebuilt_once(monkeypatch: pytest.MonkeyPa
 
 def test_fresh_engine_that_will_not_load_fails(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
+    fake_export(monkeypatch)
     fake = FakeTRT(reject_first_load=True)
-    use(monkeypatch, fake)
     with pytest.raises(BackendError, match="TensorRT engine deserialization failed"):
-        prepare(trt_backend.TensorRTBackend(ArtifactCache(tmp_path)))
+        prepare(backend_on(fake, tmp_path))
     assert fake.count("build") == 1
 
 
 def test_prepare_parse_failure_surfaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    use(monkeypatch, FakeTRT(parse_errors=("bad node",)))
+    fake_export(monkeypatch)
     with pytest.raises(BackendError, match="^TensorRT ONNX parse failed: bad node$"):
-        prepare(trt_backend.TensorRTBackend(ArtifactCache(tmp_path)))
+        prepare(backend_on(FakeTRT(parse_errors=("bad node",)), tmp_path))
 
 
 def test_prepare_without_tensorrt_fails_clearly(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the real import is under test
     with pytest.raises(BackendError, match="TensorRT unavailable: tensorrt not installed"):
-        prepare(trt_backend.TensorRTBackend(ArtifactCache(tmp_path)))
+        prepare(backend_on(None, tmp_path))
 
 
 def test_int8_is_described(fake: FakeTRT, tmp_path: Path) -> None:
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    backend = backend_on(fake, tmp_path)
     prepare(backend, "int8")
     facts = backend.describe()
     assert "Q/DQ" in facts["int8"] and "fall back to higher precision" in facts["int8"]
@@ -549,7 +573,8 @@ def test_int8_is_described(fake: FakeTRT, tmp_path: Path) -> None:
 
 
 def test_runner_binds_inputs_and_allocates_outputs(fake: FakeTRT, tmp_path: Path) -> None:
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path))
+    cuda = FakeCuda()
+    backend = backend_on(fake, tmp_path, cuda=cuda)
     run = prepare(backend)
     x = torch.arange(16, dtype=torch.float64).reshape(4, 4).t()  # non-contiguous, wrong dtype
     outputs = run(x)
@@ -560,6 +585,7 @@ def test_runner_binds_inputs_and_allocates_outputs(fake: FakeTRT, tmp_path: Path
     assert context.shapes == {"input_0": (4, 4)}
     assert context.addresses["output_0"] == out.data_ptr()
     assert context.streams == [1234]
+    assert cuda.made_current == [0, 0]  # built and loaded on the device
     assert backend.describe()["engine_outputs"] == {"output_0": "DataType.HALF"}
 
 
@@ -586,7 +612,7 @@ def test_runner_passes_ready_input_without_copy() -> None:
 
 
 def test_runner_rejects_wrong_input_count(fake: FakeTRT, tmp_path: Path) -> None:
-    run = prepare(trt_backend.TensorRTBackend(ArtifactCache(tmp_path)))
+    run = prepare(backend_on(fake, tmp_path))
     with pytest.raises(BackendError, match="takes 1 input"):
         run(torch.ones(2, 4), torch.ones(2, 4))
 
@@ -623,15 +649,27 @@ def test_backend_attributes(tmp_path: Path) -> None:
     assert "unverified on hardware" in (trt_backend.__doc__ or "")
 
 
-def test_real_onnx_export_feeds_the_builder(monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+def test_real_onnx_export_feeds_the_builder(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     fake = FakeTRT()
-    use(monkeypatch, fake, onnx=True)
-    backend = trt_backend.TensorRTBackend(ArtifactCache(tmp_path), exporters=("torchscript",))
+    backend = backend_on(fake, tmp_path, exporters=("torchscript",))
     run = prepare(backend)
     facts = backend.describe()
     assert facts["exporter"] == "torchscript" and facts["graph_inputs"] == ["input_0"]
     (parsed,) = [c[1] for c in fake.calls if c[0] == "parse"]
     assert parsed == Path(facts["onnx_path"]).read_bytes()
     assert tuple(run(torch.ones(2, 4))[0].shape) == (2, 3)
+
+
+def test_gpu_identity_from_facts_else_from_cuda() -> None:
+    assert trt_backend.gpu_identity(FakeDevice(), FakeCuda()) == ("Fake GPU", "9.0")
+    bare = FakeDevice()
+    bare.facts = {}
+    assert trt_backend.gpu_identity(bare, FakeCuda()) == ("Fake GPU from CUDA", "9.0")
+
+
+def test_injected_module_is_version_checked_like_an_import() -> None:
+    fake = FakeTRT(version="")
+    assert trt_backend.trt_import(fake) == (None, "tensorrt has no usable __version__ (none)")
+    ready = FakeTRT()
+    assert trt_backend.trt_import(ready) == (ready, None)

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_hwopt.core.contention: CPU contention and resident-memory peaks.
+"""Unit tests for pytest_hwopt.core.contention: CPU contention, steal time, page faults.
 
 /proc is faked with files in tmp_path; nothing depends on this machine's load.
 """
@@ -13,7 +13,6 @@ from pytest_hwopt.core.contention import (
     CONTENDED_STEAL,
     Contention,
     CpuSnapshot,
-    ResidentPeak,
     contention,
 )
 
@@ -97,74 +96,6 @@ def test_snapshot_reads_proc_stat(tmp_path):
 def test_snapshot_without_proc_stat(tmp_path):
     s = noise.snapshot(tmp_path / "missing")
     assert (s.busy_s, s.steal_s, s.total_s) == (None, None, None)
-
-
-# --- ResidentPeak ----------------------------------------------------------------------------
-
-
-def fake_proc(tmp_path, rss_kb=102400, hwm_kb=102400):
-    proc = tmp_path / "self"
-    proc.mkdir()
-    write_status(proc, rss_kb, hwm_kb)
-    (proc / "clear_refs").write_text("")
-    return proc
-
-
-def write_status(proc, rss_kb, hwm_kb):
-    (proc / "status").write_text(
-        "Name:\tpython\n"
-        f"VmHWM:\t{hwm_kb:>8} kB\n"
-        f"VmRSS:\t{rss_kb:>8} kB\n"
-        "Threads:\t4\n")
-
-
-def test_resident_peak_measures_growth_in_mb(tmp_path):
-    proc = fake_proc(tmp_path, rss_kb=102400, hwm_kb=300000)
-    calls = []
-
-    def fn():
-        calls.append(1)
-        # clear_refs was written before the call: the peak restarted from the current RSS
-        assert (proc / "clear_refs").read_text() == "5"
-        write_status(proc, rss_kb=110000, hwm_kb=153600)
-
-    peak = ResidentPeak(proc)
-    assert peak.available()
-    assert peak.measure(fn) == 50.0  # (153600 - 102400) kB / 1024
-    assert calls == [1]
-
-
-def test_resident_peak_never_negative(tmp_path):
-    proc = fake_proc(tmp_path, rss_kb=102400)
-    assert ResidentPeak(proc).measure(lambda: write_status(proc, 90000, 90000)) == 0.0
-
-
-def test_resident_peak_unavailable_without_files(tmp_path):
-    proc = tmp_path / "self"
-    proc.mkdir()
-    (proc / "status").write_text("VmRSS:\t1 kB\nVmHWM:\t2 kB\n")
-    peak = ResidentPeak(proc)
-    assert not peak.available()
-    calls = []
-    assert peak.measure(lambda: calls.append(1)) is None
-    assert calls == []
-
-
-def test_resident_peak_missing_fields(tmp_path):
-    proc = fake_proc(tmp_path)
-    (proc / "status").write_text("Name:\tpython\nVmRSS:\t1000 kB\n")
-    assert ResidentPeak(proc).measure(lambda: None) is None
-
-
-def test_resident_peak_clear_refs_not_writable(tmp_path):
-    proc = fake_proc(tmp_path)
-    (proc / "clear_refs").unlink()
-    (proc / "clear_refs").mkdir()  # exists, but writing to it fails with OSError
-    assert ResidentPeak(proc).measure(lambda: None) is None
-
-
-def test_resident_peak_kind():
-    assert "VmHWM" in ResidentPeak.kind
 
 
 def test_minor_faults_is_a_count():

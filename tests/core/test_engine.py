@@ -8,12 +8,12 @@ timer advances a virtual clock by them, and the engine's decisions follow.
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from pytest_hwopt.core.engine import Engine, EngineConfig, RunResult, Variant
 from pytest_hwopt.core.contention import CpuSnapshot
+from pytest_hwopt.core.engine import Engine, EngineConfig, RunResult, Variant
 
 MS1 = 2.0**-10  # a "1 ms" call: 0.9765625 ms, exact in binary
 MS1_IN_MS = 0.9765625

@@ -11,9 +11,9 @@ class FakeCuda:
     def __init__(self) -> None:
         self.device_ms = 0.0
         self.syncs = 0
-        self.events: list["FakeEvent"] = []
+        self.events: list[FakeEvent] = []
 
-    def Event(self, enable_timing: bool = False) -> "FakeEvent":  # noqa: N802 - torch's name
+    def Event(self, enable_timing: bool = False) -> FakeEvent:
         assert enable_timing, "timing events must be asked for"
         event = FakeEvent(self)
         self.events.append(event)
@@ -30,7 +30,7 @@ class FakeEvent:
     def record(self) -> None:
         self.at = self.cuda.device_ms
 
-    def elapsed_time(self, end: "FakeEvent") -> float:
+    def elapsed_time(self, end: FakeEvent) -> float:
         assert self.cuda.syncs, "elapsed_time read before synchronize"
         return end.at - self.at
 

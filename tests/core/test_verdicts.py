@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pytest
 
+from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.specs import TOLERANCES, parse_marker
 from pytest_hwopt.core.verdicts import (
     FAILED,
     INCONCLUSIVE,
@@ -24,8 +26,6 @@ from pytest_hwopt.core.verdicts import (
     gate_on_accuracy,
     undecided,
 )
-from pytest_hwopt.core.measurement import Measurement
-from pytest_hwopt.core.specs import TOLERANCES, parse_marker
 
 CPU = ["cpu"]
 H100 = ["NVIDIA H100 80GB HBM3", "cuda:0", "cuda"]
@@ -154,7 +154,8 @@ def test_speedup_inconclusive_keeps_point_verdict():
     assert check.status == INCONCLUSIVE
     assert check.measured == 2.0
     assert check.low < 2.0 < check.high
-    assert check.passed and check.detail["point_passed"] is True
+    assert check.passed and check.point_passed is True
+    assert check.to_dict()["detail"] == {"point_passed": True}
     assert check.message.startswith("speedup of fused vs naive: 2.00x (95% CI ")
     assert check.message.endswith(") >= 2.0x (inconclusive: interval straddles the budget)")
 
@@ -436,18 +437,21 @@ def test_gate_on_accuracy_fails_a_fast_but_wrong_variant():
     speed, acc = checks
     assert acc.status == FAILED
     assert speed.status == FAILED and not speed.passed
-    assert speed.detail["point_passed"] is False
+    assert speed.point_passed is False
+    assert speed.to_dict()["detail"] == {"point_passed": False}
     assert speed.message == ("speedup of fused vs naive: 2.00x (95% CI 2.00-2.00) >= 1.5x "
                              "-- not counted: outputs of fused are wrong")
 
 
 def test_gate_on_accuracy_leaves_other_kinds_and_skips_alone():
     checks = [
-        Check("accuracy", "fast", "ref", 1e-4, 1.0, 1.0, 1.0, "", FAILED, "wrong"),
-        Check("memory", "fast", None, 10.0, 5.0, 5.0, 5.0, "MB", PASSED, "mem"),
-        Check("latency", "fast", None, None, None, None, None, "", SKIPPED, "skip"),
-        Check("latency", "ref", None, 10.0, 5.0, 4.0, 6.0, "ms", PASSED, "ok",
-              detail={"point_passed": True}),
+        Check(kind="accuracy", variant="fast", vs="ref", budget=1e-4, measured=1.0, low=1.0,
+              high=1.0, status=FAILED, message="wrong"),
+        Check(kind="memory", variant="fast", budget=10.0, measured=5.0, low=5.0, high=5.0,
+              unit="MB", status=PASSED, message="mem"),
+        Check(kind="latency", variant="fast", status=SKIPPED, message="skip"),
+        Check(kind="latency", variant="ref", budget=10.0, measured=5.0, low=4.0, high=6.0,
+              unit="ms", status=PASSED, message="ok", point_passed=True),
     ]
     gate_on_accuracy(checks)
     assert [c.status for c in checks] == [FAILED, PASSED, SKIPPED, PASSED]
@@ -484,7 +488,7 @@ def test_check_passed_and_to_dict():
     assert Check(status=SKIPPED, **base).passed
     assert not Check(status=FAILED, **base).passed
     assert not Check(status=INCONCLUSIVE, **base).passed
-    assert Check(status=INCONCLUSIVE, detail={"point_passed": True}, **base).passed
+    assert Check(status=INCONCLUSIVE, point_passed=True, **base).passed
     d = Check(status=FAILED, test="t::x", **base).to_dict()
     assert d["passed"] is False and d["test"] == "t::x" and d["status"] == FAILED
     assert set(base) <= set(d)

@@ -41,8 +41,8 @@ def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
 
 
 def machine_dir(root: Path) -> Path:
-    from pytest_hwopt.results import baseline
     from pytest_hwopt.hardware.devices import cpu_device
+    from pytest_hwopt.results import baseline
 
     return root / ".hwopt" / baseline.machine_key(platform.node(), cpu_device().name)
 

@@ -1,4 +1,4 @@
-"""Unit tests for pytest_hwopt.results.benchmark_format: pytest-benchmark's statistics and JSON layout."""
+"""Unit tests for pytest_hwopt.results.benchmark_format: timings in, pytest-benchmark JSON out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_hwopt.results import benchmark_format as interop
-from pytest_hwopt.results.benchmark_format import benchmark_stats, measurements_from_benchmark, to_benchmark_json
+from pytest_hwopt.results.benchmark_format import (
+    benchmark_stats,
+    measurements_from_benchmark,
+    to_benchmark_json,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 17, 64])

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("plotly", reason="the HTML report needs plotly (pytest-hwopt[html])")
 
-from pytest_hwopt.results import html as html_report  # noqa: E402
+from pytest_hwopt.results import html as html_report
 
 
 def _variant(test, name, median, **extra):

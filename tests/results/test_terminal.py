@@ -1,22 +1,19 @@
-"""Unit tests for pytest_hwopt.results.terminal: value formatting, the summary table, the JSON document."""
+"""Unit tests for pytest_hwopt.results.terminal: value formatting, the summary table, totals."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
-from pytest_hwopt.results import terminal as report
 from pytest_hwopt.core.verdicts import Check
+from pytest_hwopt.results import jsonio, schema
+from pytest_hwopt.results import terminal as report
 from pytest_hwopt.results.terminal import (
     SUMMARY_HEADER,
-    document,
     format_value,
+    status_counts,
     summary_rows,
     table,
-    write_json_atomic,
+    totals_line,
 )
 
 
@@ -40,8 +37,8 @@ def test_format_value(value, unit, expected):
 
 
 def check_dict(**overrides):
-    base = Check("speedup", "fused", "naive", 2.0, 3.0, 2.5, 3.5, "x", "passed", "msg",
-                 metric="min").to_dict()
+    base = Check(kind="speedup", variant="fused", vs="naive", budget=2.0, measured=3.0, low=2.5,
+                 high=3.5, unit="x", status="passed", message="msg", metric="min").to_dict()
     base.update(overrides)
     return base
 
@@ -115,84 +112,25 @@ def test_table_of_summary_header_only():
     assert lines[1] == "  ".join("-" * len(h) for h in SUMMARY_HEADER)
 
 
-def test_document_shape():
-    records = [
-        {"test": "t::a", "device": "cpu", "results": [{"variant": "naive", "median_ms": 1.0}],
-         "checks": [check_dict()]},
-        {"test": "t::b", "results": [{"variant": "x"}, {"variant": "y"}]},
-    ]
-    doc = document(records, {"python": "3.12"}, "1.2.3")
-    assert set(doc) == {"version", "format", "environment", "tests", "results", "checks"}
-    assert doc["version"] == "1.2.3"
-    assert doc["format"] == report.JSON_VERSION
-    assert doc["environment"] == {"python": "3.12"}
-    assert doc["tests"] == [{"test": "t::a", "device": "cpu"}, {"test": "t::b"}]
-    assert [(r["test"], r["variant"]) for r in doc["results"]] == [("t::a", "naive"),
-                                                                  ("t::b", "x"), ("t::b", "y")]
-    assert len(doc["checks"]) == 1
-    assert doc["checks"][0]["test"] == "t::a"
-    assert doc["checks"][0]["kind"] == "speedup"
-    json.dumps(doc)  # JSON-ready
+def test_status_counts_in_first_seen_order():
+    checks = [check_dict(), check_dict(status="failed"), check_dict(), {"kind": "x"}]
+    assert status_counts(checks) == {"passed": 2, "failed": 1, "": 1}
+    assert list(status_counts(checks)) == ["passed", "failed", ""]
 
 
-def test_document_check_test_is_the_records():
-    """A check's own (empty) 'test' field is replaced by its record's test id."""
-    doc = document([{"test": "t::a", "checks": [check_dict(test="")]}], {}, "0")
-    assert doc["checks"][0]["test"] == "t::a"
+def test_totals_line():
+    records = [{"test": "t::a", "device": "cpu",
+                "checks": [check_dict(), check_dict(status="failed")]},
+               {"test": "t::b", "device": "cpu", "checks": []}]
+    assert totals_line(records) == "hwopt: 2 test(s) measured on cpu; checks: 1 failed, 1 passed"
+    assert totals_line(records[1:], report_only=True) == (
+        "hwopt: 1 test(s) measured on cpu; checks: no budgets; report only: budgets did not "
+        "fail tests")
 
 
-def test_document_does_not_modify_records():
-    rec = {"test": "t::a", "results": [{"variant": "v"}], "checks": [check_dict()]}
-    document([rec], {}, "0")
-    assert rec["results"] == [{"variant": "v"}]
-    assert "test" not in rec["results"][0]
-
-
-# --- write_json_atomic ----------------------------------------------------------------------
-
-
-def test_write_json_atomic_writes_valid_json(tmp_path):
-    data = {"a": [1, 2.5, None], "b": {"c": "d"}, "t": (1, 2), "s": {3}, "p": Path("/x")}
-    target = write_json_atomic(tmp_path / "out" / "report.json", data)
-    assert target == tmp_path / "out" / "report.json"
-    text = target.read_text()
-    assert text.endswith("\n")
-    assert json.loads(text) == {"a": [1, 2.5, None], "b": {"c": "d"}, "t": [1, 2], "s": [3],
-                                "p": "/x"}
-    assert os.listdir(tmp_path / "out") == ["report.json"]
-
-
-def test_write_json_atomic_falls_back_to_repr(tmp_path):
-    class Odd:
-        def __repr__(self):
-            return "<odd>"
-
-    target = write_json_atomic(tmp_path / "r.json", {"odd": Odd()})
-    assert json.loads(target.read_text()) == {"odd": "<odd>"}
-
-
-def test_write_json_atomic_replaces_existing(tmp_path):
-    target = tmp_path / "r.json"
-    target.write_text("old contents, not JSON")
-    write_json_atomic(target, {"new": True})
-    assert json.loads(target.read_text()) == {"new": True}
-    assert os.listdir(tmp_path) == ["r.json"]
-
-
-def test_write_json_atomic_failure_keeps_old_file_and_no_temp(tmp_path):
-    target = tmp_path / "r.json"
-    target.write_text('{"old": 1}')
-    with pytest.raises(TypeError):
-        write_json_atomic(target, {("tuple", "key"): 1})  # JSON keys must be strings
-    assert json.loads(target.read_text()) == {"old": 1}
-    assert os.listdir(tmp_path) == ["r.json"]
-
-
-@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
-def test_write_json_atomic_respects_umask(tmp_path):
-    old = os.umask(0o022)
-    try:
-        target = write_json_atomic(tmp_path / "r.json", {})
-    finally:
-        os.umask(old)
-    assert target.stat().st_mode & 0o777 == 0o644
+def test_old_names_still_importable():
+    """Glue and plugins written against the old module keep working."""
+    assert report.document is schema.document
+    assert report.write_json_atomic is jsonio.write_json_atomic
+    assert report.jsonable is jsonio.jsonable
+    assert report.JSON_VERSION == schema.FORMAT == 1

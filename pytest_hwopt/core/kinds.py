@@ -1,0 +1,482 @@
+"""The budget kinds: one entry per kind, from which everything kind-specific is derived.
+
+An entry (:class:`BudgetKind`) gives a kind's marker arguments (its
+:class:`Signature`) and help text, its unit, which direction is better, whether
+adaptive sampling waits for it, the wording of its messages and of the summary
+table, and its evaluator. The marker factories (``hwopt.<kind>``), the ini marker
+lines, ``specs.SIGNATURES`` / ``specs.BUDGET_KINDS``, ``verdicts.SAMPLED_KINDS``
+and the summary table all read this registry, so a new kind is one
+:func:`register` call with its evaluator.
+
+Pure: no pytest, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeVar, overload
+
+from pytest_hwopt.core import stats
+from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
+from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
+from pytest_hwopt.core.devicekeys import Budget, resolve_budget
+from pytest_hwopt.core.measurement import Measurement
+
+if TYPE_CHECKING:
+    from pytest_hwopt.core.specs import Spec
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Parameters a marker accepts, in positional order."""
+
+    params: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    one_of: tuple[str, ...] = ()  # at least one of these must be given
+    numbers: tuple[str, ...] = ()  # budget values: positive numbers or per-device maps
+    non_negative: tuple[str, ...] = ()  # tolerances: zero allowed
+    names: tuple[str, ...] = ("vs", "of")  # variant names
+    #: numbers that are fractions in (0, 1], with what they are a fraction of
+    fractions: tuple[tuple[str, str], ...] = ()
+
+    def usage(self) -> str:
+        """The parameters as the marker help writes them: ``min, vs, of=None``."""
+        return ", ".join(p if p in self.required else f"{p}=None" for p in self.params)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figure:
+    """What an evaluator read for one budget value: a point estimate in the kind's unit,
+    with its interval when it has one (``low``/``high`` None: a single reading)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """Everything an evaluator may use to judge one spec of one candidate."""
+
+    kind: BudgetKind
+    spec: Spec
+    candidate: Measurement
+    reference: Measurement | None
+    device_keys: Sequence[str]
+    confidence: float
+    tolerance: Tolerance
+
+    def require_reference(self) -> Measurement:
+        """The reference measurement; ValueError for a spec that names none."""
+        if self.reference is None:
+            raise ValueError(f"{self.spec.describe()}: needs a reference variant (vs=)")
+        return self.reference
+
+
+#: judges one spec: every check it gives (a latency spec may hold several percentiles)
+Evaluator = Callable[[Evaluation], list[Check]]
+#: the figure of one budget value (``param`` is e.g. ``"p95_ms"``), or None when the
+#: figure is not measured here
+FigureOf = Callable[[Evaluation, str], "Figure | None"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetKind:
+    """One kind of budget: marker ``hwopt_<name>`` and all that is particular to it."""
+
+    name: str
+    signature: Signature
+    #: the marker help after ``hwopt_<name>(<params>): ``
+    description: str
+    evaluate: Evaluator
+    #: unit of the figure and the budget: "x" (written 2.00x), "" (a bare number) or a
+    #: unit written after a space ("ms", "items/s", "MB", "s", "mJ")
+    unit: str = ""
+    higher_is_better: bool = False
+    #: its interval narrows with more rounds: adaptive sampling waits for it
+    sampled: bool = False
+    #: a figure of speed that does not count when the variant's outputs are wrong
+    gated_by_accuracy: bool = False
+    #: without ``vs=`` it compares with the test's one reference variant
+    reference_by_default: bool = False
+    #: a message's subject; ``{name}`` the candidate, ``{ref}`` the reference, ``{metric}``
+    #: the budget parameter without its unit (``p95``); default "<name with spaces> of {name}"
+    subject: str = ""
+    #: format spec of the figure and its interval in messages
+    value_format: str = ".4g"
+    #: why a figure is missing (a skipped check says "<subject>: <missing>")
+    missing: str = "not measured"
+    #: the summary's check column; ``{vs}`` and ``{metric}``; default the name with spaces
+    report_name: str = ""
+    #: the summary's budget column by metric (``{budget}``), ``"*"`` for any other metric;
+    #: without an entry: "<comparison> <budget in unit>"
+    budget_formats: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def marker(self) -> str:
+        return f"hwopt_{self.name}"
+
+    @property
+    def marker_text(self) -> str:
+        """The ini ``markers`` line: ``hwopt_speedup(min, vs, of=None): ...``."""
+        return f"{self.marker}({self.signature.usage()}): {self.description}"
+
+    @property
+    def comparison(self) -> str:
+        """How a passing figure compares with the budget: ``>=`` or ``<=``."""
+        return comparison(self.higher_is_better)
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def metric_label(self, metric: str) -> str:
+        """A budget parameter without its unit: ``p95_ms`` -> ``p95``."""
+        return metric.replace(f"_{self.unit}", "") if self.unit else metric
+
+    def check_name(self, vs: str | None, metric: str) -> str:
+        """The summary's check column: ``speedup vs naive``, ``latency p95``, ``cold start``."""
+        template = self.report_name or self.label
+        return template.format(vs=vs, metric=self.metric_label(metric))
+
+    def budget_text(self, budget: float, metric: str | None) -> str | None:
+        """The summary's budget column where the kind words it itself, else None."""
+        template = self.budget_formats.get(metric or "", self.budget_formats.get("*"))
+        return None if template is None else template.format(budget=budget)
+
+    def subject_of(self, candidate: str, reference: str | None, metric: str) -> str:
+        template = self.subject or f"{self.label} of {{name}}"
+        return template.format(name=candidate, ref=reference or "",
+                               metric=self.metric_label(metric))
+
+    def with_unit(self, number: str) -> str:
+        """``2.00`` -> ``2.00x``, ``5`` -> ``5 ms``; a unitless figure stays bare."""
+        if self.unit == "x":
+            return number + "x"
+        return f"{number} {self.unit}" if self.unit else number
+
+
+def comparison(higher_is_better: bool) -> str:
+    return ">=" if higher_is_better else "<="
+
+
+# ---- the registry --------------------------------------------------------------------------
+
+_REGISTRY: dict[str, BudgetKind] = {}
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NOT_KINDS = frozenset({"requires"})  # hwopt_requires is a marker, but not a budget
+
+
+class KindError(ValueError):
+    """An entry that cannot be registered; the message names the kind and the fault."""
+
+
+def register(kind: BudgetKind) -> BudgetKind:
+    """Add a kind (after those already registered); returns it. Raises :class:`KindError`."""
+    if not _NAME.match(kind.name) or kind.name in _NOT_KINDS:
+        raise KindError(f"budget kind {kind.name!r}: a name is lower-case letters, digits "
+                        "and underscores, and not 'requires'")
+    if kind.name in _REGISTRY:
+        raise KindError(f"budget kind {kind.name!r} is already registered")
+    sig = kind.signature
+    mentioned = {*sig.required, *sig.one_of, *sig.numbers, *sig.non_negative,
+                 *(key for key, _ in sig.fractions)}
+    unknown = sorted(mentioned - set(sig.params))
+    if unknown:
+        raise KindError(f"budget kind {kind.name!r}: {', '.join(unknown)} not among its "
+                        f"parameters {', '.join(sig.params)}")
+    if any(key not in sig.numbers for key, _ in sig.fractions):
+        raise KindError(f"budget kind {kind.name!r}: a fraction must also be a number")
+    _REGISTRY[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove a kind (a plugin withdrawing its kind; a test cleaning up). KeyError if absent."""
+    del _REGISTRY[name]
+
+
+def find(name: str) -> BudgetKind | None:
+    """The kind called ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
+def get(name: str) -> BudgetKind:
+    """The kind called ``name``; KeyError naming the known kinds otherwise."""
+    kind = _REGISTRY.get(name)
+    if kind is None:
+        raise KeyError(f"unknown budget kind {name!r}; known: {', '.join(_REGISTRY)}")
+    return kind
+
+
+def all_kinds() -> tuple[BudgetKind, ...]:
+    """The registered kinds, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def comparison_of(kind_name: str) -> str:
+    """``>=`` or ``<=`` for a check's kind; a kind that is not a budget (the baseline
+    ``regression``) reads lower-is-better."""
+    kind = _REGISTRY.get(kind_name)
+    return comparison(kind.higher_is_better if kind else False)
+
+
+def check_name(kind_name: str, vs: str | None, metric: str) -> str:
+    """The summary's check column for any check, budget kind or not."""
+    kind = _REGISTRY.get(kind_name)
+    return kind.check_name(vs, metric) if kind else kind_name.replace("_", " ")
+
+
+class KindNames(Sequence[str]):
+    """Names of the registered kinds that ``keep`` accepts, read afresh on each use."""
+
+    def __init__(self, keep: Callable[[BudgetKind], bool] = lambda kind: True) -> None:
+        self._keep = keep
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in _REGISTRY.values() if self._keep(k))
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KindNames):
+            return self._names() == other._names()
+        return isinstance(other, tuple) and self._names() == other
+
+    def __hash__(self) -> int:
+        return hash(self._names())
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+class KindMap(Mapping[str, V]):
+    """``name -> pick(kind)`` over the registered kinds, read afresh on each use."""
+
+    def __init__(self, pick: Callable[[BudgetKind], V]) -> None:
+        self._pick = pick
+
+    def __getitem__(self, name: str) -> V:
+        return self._pick(_REGISTRY[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(_REGISTRY))
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+# ---- judging one budget value --------------------------------------------------------------
+
+def decide(measured: float, low: float, high: float, budget: float, *,
+           higher_is_better: bool) -> tuple[Status, bool]:
+    """``(status, point estimate passes)``: passed or failed when the whole interval
+    is on one side of the budget, inconclusive when it straddles it."""
+    if higher_is_better:
+        point = measured >= budget
+        if low >= budget:
+            return PASSED, True
+        if high < budget:
+            return FAILED, False
+    else:
+        point = measured <= budget
+        if high <= budget:
+            return PASSED, True
+        if low > budget:
+            return FAILED, False
+    return INCONCLUSIVE, point
+
+
+def budget_number(value: float) -> str:
+    """A budget as written: ``2.0``, ``1.5``, ``2.25``, ``0.001``."""
+    if round(value, 1) == value and 0.1 <= abs(value) < 1e6:
+        return f"{value:.1f}"
+    return f"{value:g}"
+
+
+def interval_text(confidence: float, low: float, high: float, fmt: str) -> str:
+    """``(95% CI 2.10-2.40)`` with both bounds in format spec ``fmt``."""
+    return f"({confidence:.0%} CI {format(low, fmt)}-{format(high, fmt)})"
+
+
+def per_value(figure_of: FigureOf) -> Evaluator:
+    """An evaluator that judges each budget value of a spec on its own figure.
+
+    A value with no entry for this device, or whose figure is not measured here,
+    gives a skipped check; the others pass, fail or stay inconclusive by
+    :func:`decide` in the kind's direction.
+    """
+    def evaluate(ev: Evaluation) -> list[Check]:
+        return [_judge_value(ev, param, raw, figure_of) for param, raw in ev.spec.values.items()]
+
+    return evaluate
+
+
+def _judge_value(ev: Evaluation, param: str, raw: Budget, figure_of: FigureOf) -> Check:
+    kind, name, vs = ev.kind, ev.candidate.name, ev.spec.vs
+    budget, key = resolve_budget(raw, ev.device_keys)
+    if budget is None:
+        given = ", ".join(raw) if isinstance(raw, Mapping) else ""
+        where = ev.device_keys[-1] if ev.device_keys else "this device"
+        return Check(kind=kind.name, variant=name, vs=vs, status=SKIPPED, metric=param,
+                     message=f"{kind.name} of {name}: no budget for {where} "
+                             f"(budgets given for {given})")
+    subject = kind.subject_of(name, ev.reference.name if ev.reference else None, param)
+    figure = figure_of(ev, param)
+    if figure is None:
+        return Check(kind=kind.name, variant=name, vs=vs, budget=budget, unit=kind.unit,
+                     status=SKIPPED, message=f"{subject}: {kind.missing}", metric=param,
+                     budget_key=key)
+    value = figure.value
+    low = value if figure.low is None else figure.low
+    high = value if figure.high is None else figure.high
+    status, point = decide(value, low, high, budget, higher_is_better=kind.higher_is_better)
+    interval = "" if figure.low is None else " " + interval_text(ev.confidence, low, high,
+                                                                 kind.value_format)
+    rel = kind.comparison if point else {">=": "<", "<=": ">"}[kind.comparison]
+    message = (f"{subject}: {kind.with_unit(format(value, kind.value_format))}{interval} "
+               f"{rel} {kind.with_unit(budget_number(budget))}")
+    if status is INCONCLUSIVE:
+        message += " (inconclusive: interval straddles the budget)"
+    return Check(kind=kind.name, variant=name, vs=vs, budget=budget, measured=value, low=low,
+                 high=high, unit=kind.unit, status=status, message=message, metric=param,
+                 budget_key=key, point_passed=point)
+
+
+# ---- the kinds -----------------------------------------------------------------------------
+
+def _speedup(ev: Evaluation, param: str) -> Figure:
+    ref = ev.require_reference()
+    ratio, low, high = stats.ratio_of_medians(ref.rounds_ms, ev.candidate.rounds_ms,
+                                              ev.confidence)
+    return Figure(value=ratio, low=low, high=high)
+
+
+def _latency(ev: Evaluation, param: str) -> Figure:
+    samples = ev.candidate.samples_ms
+    if param == "mean_ms":
+        value = ev.candidate.mean_ms
+        sd = math.sqrt(sum((s - value) ** 2 for s in samples) / max(1, len(samples) - 1))
+        half = stats.z_value(ev.confidence) * sd / math.sqrt(len(samples))
+        return Figure(value=value, low=value - half, high=value + half)
+    q = float(param.removesuffix("_ms")[1:])  # p95_ms -> 95
+    low, high = stats.percentile_interval(samples, q, ev.confidence)
+    return Figure(value=stats.percentile(samples, q), low=low, high=high)
+
+
+def _throughput(ev: Evaluation, param: str) -> Figure:
+    cand = ev.candidate
+    lo_ms, hi_ms = stats.percentile_interval(cand.samples_ms, 50, ev.confidence)
+    return Figure(value=cand.throughput, low=cand.items * 1000.0 / hi_ms,
+                  high=cand.items * 1000.0 / lo_ms)
+
+
+def _single(read: Callable[[Measurement], float | None]) -> FigureOf:
+    """A figure read once from the measurement, without an interval."""
+    def figure(ev: Evaluation, param: str) -> Figure | None:
+        value = read(ev.candidate)
+        return None if value is None else Figure(value=value)
+
+    return figure
+
+
+def _cold_start_s(m: Measurement) -> float | None:
+    if m.first_call_ms is None:
+        return None
+    return (m.prepare_s or 0.0) + m.first_call_ms / 1000.0
+
+
+def _accuracy(ev: Evaluation) -> list[Check]:
+    ref = ev.require_reference()
+    tol = tolerance_of(ev.spec, ev.device_keys, ev.tolerance)
+    cand = ev.candidate
+    pairs = [("", cand.output, ref.output), (" after timing", cand.output_after, ref.output)]
+    return [accuracy_check(cand.name, ref.name, pairs, tol.atol, tol.rtol, ev.spec.vs,
+                           tol.rel_l2)]
+
+
+BUILTIN: Final = (
+    BudgetKind(
+        name="speedup",
+        signature=Signature(("min", "vs", "of"), required=("min", "vs"), numbers=("min",)),
+        description="candidate at least `min` times faster than variant `vs` (ratio of "
+                    "medians, 95% CI).",
+        evaluate=per_value(_speedup), unit="x", higher_is_better=True, sampled=True,
+        gated_by_accuracy=True, subject="speedup of {name} vs {ref}", value_format=".2f",
+        report_name="speedup vs {vs}"),
+    BudgetKind(
+        name="latency",
+        signature=Signature(("p50_ms", "p95_ms", "p99_ms", "mean_ms", "of"),
+                            one_of=("p50_ms", "p95_ms", "p99_ms", "mean_ms"),
+                            numbers=("p50_ms", "p95_ms", "p99_ms", "mean_ms")),
+        description="per-call latency budget in ms.",
+        evaluate=per_value(_latency), unit="ms", sampled=True, gated_by_accuracy=True,
+        subject="{metric} latency of {name}", value_format=".3g",
+        report_name="latency {metric}"),
+    BudgetKind(
+        name="throughput",
+        signature=Signature(("min", "of"), required=("min",), numbers=("min",)),
+        description="items per second at least `min`.",
+        evaluate=per_value(_throughput), unit="items/s", higher_is_better=True, sampled=True,
+        gated_by_accuracy=True),
+    BudgetKind(
+        name="memory",
+        signature=Signature(("max_mb", "of"), required=("max_mb",), numbers=("max_mb",)),
+        description="peak memory added while the candidate runs, at most `max_mb`.",
+        evaluate=per_value(_single(lambda m: m.peak_memory_mb)), unit="MB",
+        subject="peak memory of {name}", missing="not measured here"),
+    BudgetKind(
+        name="accuracy",
+        signature=Signature(("atol", "rtol", "vs", "of", "rel_l2"),
+                            non_negative=("atol", "rtol", "rel_l2")),
+        description="candidate outputs match `vs` outputs (element-wise, or relative L2 "
+                    "error at most rel_l2).",
+        evaluate=_accuracy, reference_by_default=True, report_name="accuracy vs {vs}",
+        budget_formats={"rel_l2_error": "rel L2 <= {budget:g}", "*": "atol {budget:g}"}),
+    BudgetKind(
+        name="cold_start",
+        signature=Signature(("max_s", "of"), required=("max_s",), numbers=("max_s",)),
+        description="preparation plus first call at most `max_s` seconds.",
+        evaluate=per_value(_single(_cold_start_s)), unit="s"),
+    BudgetKind(
+        name="energy",
+        signature=Signature(("max_mj", "of"), required=("max_mj",), numbers=("max_mj",)),
+        description="energy per call at most `max_mj` (NVML).",
+        evaluate=per_value(_single(lambda m: m.extra.get("energy_mj_per_call"))), unit="mJ",
+        subject="energy per call of {name}",
+        missing="needs NVML energy counters (an NVIDIA GPU)"),
+    BudgetKind(
+        name="roofline",
+        signature=Signature(("min_fraction", "of"), required=("min_fraction",),
+                            numbers=("min_fraction",),
+                            fractions=(("min_fraction", "the peak"),)),
+        description="achieved fraction of the device's roofline.",
+        evaluate=per_value(_single(lambda m: m.extra.get("roofline_fraction"))),
+        higher_is_better=True, subject="roofline fraction of {name}",
+        missing="declare bytes= or flops= in measure() and have a device peak"),
+)
+
+for _kind in BUILTIN:
+    register(_kind)
