@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from pytest_hwopt.core import stats
-from pytest_hwopt.core.engine import Engine, EngineConfig, Fn, Variant
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.engine import Decided, Engine, EngineConfig, Fn, RunResult, Variant
+from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
 from pytest_hwopt.core.specs import Spec
 from pytest_hwopt.core.verdicts import Check, evaluate, undecided
+from pytest_hwopt.hardware.threads import IdleSampler, limited
 
 
 @dataclass(frozen=True)
@@ -39,27 +41,46 @@ def _engine(config: EngineConfig | None, device: str) -> Engine:
     return Engine(config, timer=dev.timer(), memory=dev.memory())
 
 
+def _run(runner: Engine, variants: list[Variant], decided: Decided | None,
+         threads: int | None) -> RunResult:
+    """``runner.run`` with every thread pool at ``threads`` (default: the cores idle now),
+    as the plugin runs its variants; each result records the count (``extra["threads"]``,
+    ``"threads_source"``, ``"thread_pools"``)."""
+    choice = IdleSampler(threads).choice()
+    with limited(choice.count) as pools:
+        run = runner.run(variants, decided)
+    for m in run.measurements.values():
+        # keys MeasurementExtra does not list, as in the plugin's results
+        m.extra.update(cast(MeasurementExtra, {"threads": choice.count,
+                                               "threads_source": choice.source,
+                                               "thread_pools": pools}))
+    return run
+
+
 def measure(fn: Fn, *, name: str = "fn", items: int = 1,
             config: EngineConfig | None = None, engine: Engine | None = None,
-            device: str = "cpu") -> Measurement:
+            device: str = "cpu", threads: int | None = None) -> Measurement:
     """Warm up, calibrate and time ``fn()``; per-call statistics in the result.
 
     ``device="cuda"`` times GPU work with CUDA events (the host clock would only see
-    the kernel launches).
+    the kernel launches). ``threads`` is the count of every thread pool ``fn`` may touch
+    (PyTorch's if loaded, BLAS and OpenMP through threadpoolctl) during the run; default:
+    the cores idle now (measured over 0.1 s), at most those this process may use.
+    Raises ``ValueError`` for ``threads`` below 1.
     """
     runner = engine or _engine(config, device)
-    return runner.run([Variant(name, fn, items)]).measurements[name]
+    return _run(runner, [Variant(name, fn, items)], None, threads).measurements[name]
 
 
 def compare(a: Fn, b: Fn, *, min_speedup: float | None = None,
             names: tuple[str, str] = ("a", "b"), confidence: float = 0.95,
             config: EngineConfig | None = None, engine: Engine | None = None,
-            device: str = "cpu") -> Comparison:
+            device: str = "cpu", threads: int | None = None) -> Comparison:
     """How many times faster ``b`` is than ``a``, measured interleaved in one run.
 
     With ``min_speedup`` the engine measures until the interval clears that budget
     (or time runs out) and ``check`` holds the verdict. ``device="cuda"`` times with
-    CUDA events.
+    CUDA events. Both run with the same ``threads`` in every pool (see :func:`measure`).
     """
     runner = engine or _engine(config, device)
     spec = Spec("speedup", {"min": min_speedup}, vs=names[0], of=names[1]) \
@@ -69,8 +90,8 @@ def compare(a: Fn, b: Fn, *, min_speedup: float | None = None,
         assert spec is not None
         return not undecided(evaluate(spec, ms[names[1]], ms[names[0]], [], confidence))
 
-    run = runner.run([Variant(names[0], a), Variant(names[1], b)],
-                     decided if spec is not None else None)
+    run = _run(runner, [Variant(names[0], a), Variant(names[1], b)],
+               decided if spec is not None else None, threads)
     base, cand = run.measurements[names[0]], run.measurements[names[1]]
     ratio, low, high = stats.ratio_of_medians(base.rounds_ms, cand.rounds_ms, confidence)
     check = evaluate(spec, cand, base, [], confidence)[0] if spec is not None else None

@@ -29,21 +29,24 @@ from benchmarks.verdicts.environment import (
     machine,
     snapshot_plugin,
 )
-from benchmarks.verdicts.noise import NOISES, Noise
-from benchmarks.verdicts.records import ResultsDoc, RunRecord
-from benchmarks.verdicts.runs import TOOLS, RunSetup, run_benchmark, run_hwopt
-from benchmarks.verdicts.summary import read_results, report, write_results
+from benchmarks.verdicts.noise import ALIASES, NOISES, Noise, canonical, usable_cores
+from benchmarks.verdicts.outcomes import budgets_around, expected_pass, outcome_of
+from benchmarks.verdicts.records import Calibration, ResultsDoc, RunRecord
+from benchmarks.verdicts.runs import TOOLS, RunSetup, measure_truth, run_benchmark, run_hwopt
+from benchmarks.verdicts.summary import read_results, report, workload_line, write_results
 from benchmarks.verdicts.workload import (
+    ALL_WORKLOADS,
     BUDGETS,
     FAST_TARGET_MS,
-    RIGHT,
+    MARGIN,
+    MODEL_WORKLOADS,
     TRUE_RATIO,
-    WORKLOADS,
     calibrate,
     quiet_ratio,
 )
 
 SAVE_EVERY: Final = 5  # repetitions between rewrites of the results file
+TRUTH_RUNS: Final = 21  # fresh processes that measure a model pair's true ratio
 
 
 def parse_repetitions(text: str, tools: Sequence[str]) -> dict[str, int]:
@@ -87,14 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verdicts per (tool, noise, budget): N for every tool, or "
                         "TOOL=N,TOOL=N (default: hwopt=100,pytest-benchmark=30)")
     p.add_argument("--noise", default=",".join(NOISES),
-                   help=f"comma-separated conditions (default: {','.join(NOISES)})")
+                   help=f"comma-separated conditions (default: {','.join(NOISES)}; "
+                        f"{', '.join(f'{a}={b}' for a, b in ALIASES.items())} as before)")
     p.add_argument("--tools", default=",".join(TOOLS),
                    help=f"comma-separated tools (default: {','.join(TOOLS)})")
     p.add_argument("--out", default="verdicts-results.json",
                    help="JSON with the raw per-run data (default: verdicts-results.json)")
-    p.add_argument("--workload", choices=sorted(WORKLOADS), default="3n",
-                   help="slow variant: '3n' one call of work(3n) (default), 'repeat' three "
-                        "calls of work(n)")
+    p.add_argument("--workload", choices=ALL_WORKLOADS, default="3n",
+                   help="the pair: '3n' fast work(n) vs slow work(3n) (default), 'repeat' "
+                        "slow as three calls of work(n), 'ort-mlp' ONNX Runtime vs eager "
+                        "PyTorch on an MLP 64-128-16 at batch 32 (true ratio measured first)")
+    p.add_argument("--margin", type=float, default=MARGIN,
+                   help=f"ort-mlp: budgets this fraction either side of the true ratio "
+                        f"(default: {MARGIN})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ort-mlp: threads of every pool of both variants (default: the usable "
+                        "cores)")
+    p.add_argument("--truth-runs", type=int, default=TRUTH_RUNS,
+                   help=f"ort-mlp: fresh quiet processes whose median ratio is the truth "
+                        f"(default: {TRUTH_RUNS})")
+    p.add_argument("--truth", type=float, default=None,
+                   help="ort-mlp: the true ratio, measured earlier (skips --truth-runs)")
     p.add_argument("--n", type=int, default=None,
                    help=f"loop iterations of the fast variant (default: calibrated to about "
                         f"{FAST_TARGET_MS} ms)")
@@ -120,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def progress_line(rec: RunRecord, done: int, total: int) -> str:
-    """One line per verdict: ``ok``, ``BAD`` (wrong) or ``ERR``, ratio, wall s, outside cores."""
-    mark = "ok " if rec["right"] else ("ERR" if "error" in rec else "BAD")
+    """One line per verdict: ``ok``, ``BAD`` (wrong), ``INC`` (inconclusive) or ``ERR``, ratio,
+    wall s, outside cores."""
+    mark = {"right": "ok ", "wrong": "BAD", "inconclusive": "INC"}.get(outcome_of(rec), "ERR")
     tool = rec["tool"]
     extra = f" status={rec.get('status')}" if tool == "hwopt" else ""
     measured = rec.get("measured")
@@ -158,13 +175,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
-    noises = [x.strip() for x in args.noise.split(",") if x.strip()]
     for t in tools:
         if t not in TOOLS:
             p.error(f"unknown tool {t!r}; known: {', '.join(TOOLS)}")
-    for x in noises:
-        if x not in NOISES:
-            p.error(f"unknown noise {x!r}; known: {', '.join(NOISES)}")
+    try:
+        noises = [canonical(x.strip()) for x in args.noise.split(",") if x.strip()]
+    except ValueError as exc:
+        p.error(str(exc))
+    model = args.workload in MODEL_WORKLOADS
+    if not 0 < args.margin < 1:
+        p.error("--margin must lie between 0 and 1")
+    if args.truth is not None and args.truth <= 0:
+        p.error("--truth must be positive")
+    if args.truth_runs < 1 or (args.threads is not None and args.threads < 1):
+        p.error("--truth-runs and --threads must be at least 1")
     reps = parse_repetitions(args.repetitions, tools)
     found = check_installed(args.python, tools)
     out = Path(args.out)
@@ -181,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"command: {command}", flush=True)
 
     snapdir = tempfile.mkdtemp(prefix="verdicts-plugin-")
+    cache_dir = tempfile.mkdtemp(prefix="verdicts-cache-")  # the model pair's export cache
     noise: Noise | None = None
     doc: ResultsDoc | None = None
     t_start = time.perf_counter()
@@ -193,28 +218,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             pythonpath = None
         print(f"pytest-hwopt code: {plugin['mode']} {plugin['source']} "
               f"(sha256 {str(plugin['sha256'])[:16]})", flush=True)
-        n = args.n or calibrate()
-        qr = quiet_ratio(n, args.workload)
-        print(f"workload: fast = work(n), slow = {WORKLOADS[args.workload]}, n={n} "
-              f"(fast {qr['fast_ms']:.3f} ms, slow {qr['slow_ms']:.3f} ms, in-process ratio "
-              f"of medians {qr['ratio_of_medians']:.3f})", flush=True)
-        print(f"repetitions: {reps}; noise: {noises}; tools: {tools}", flush=True)
-        setup = RunSetup(args.python, n, args.workload, args.timeout,
+        setup = RunSetup(args.python, 0, args.workload, args.timeout,
                          shlex.split(args.hwopt_args), shlex.split(args.benchmark_args), keep,
                          pythonpath)
+        cal: Calibration = {"workload": args.workload}
+        if model:
+            setup.threads = args.threads or len(usable_cores())
+            setup.cache_dir = cache_dir
+            cal["threads"] = setup.threads
+            if args.truth is not None:
+                truth = args.truth
+            else:
+                print(f"measuring the true ratio: {args.truth_runs} fresh processes, no noise "
+                      f"added", flush=True)
+                runs_ = measure_truth(setup, args.truth_runs,
+                                      lambda line: print(line, flush=True))
+                cal["truth_runs"] = runs_
+                truth = runs_["truth"]
+            budgets = budgets_around(truth, args.margin)
+            cal["margin"] = args.margin
+        else:
+            setup.n = args.n or calibrate()
+            cal.update({"n": setup.n, "fast_target_ms": FAST_TARGET_MS,
+                        "quiet_ratio": quiet_ratio(setup.n, args.workload)})
+            truth, budgets = TRUE_RATIO, BUDGETS
+        setup.truth, setup.budgets = truth, budgets
+        cal.update({"truth": truth, "budgets": list(budgets)})
         doc = {
             "started": _now(),
             "command": command, "machine": info, "versions": found.versions, "plugin": plugin,
-            "calibration": {"n": n, "workload": args.workload, "fast_target_ms": FAST_TARGET_MS,
-                            "quiet_ratio": qr},
-            "true_ratio": TRUE_RATIO,
-            "budgets": {str(b): ("pass" if RIGHT[b] else "fail") for b in BUDGETS},
+            "calibration": cal,
+            "true_ratio": truth,
+            "budgets": {str(b): ("pass" if expected_pass(b, truth) else "fail") for b in budgets},
             "repetitions": reps, "noise": noises, "tools": tools,
             "settings": {"timeout_s": args.timeout, "seed": args.seed,
                          "hwopt_args": setup.hwopt_args, "benchmark_args": setup.benchmark_args,
                          "outside_limit_cores": OUTSIDE_LIMIT},
             "runs": [],
         }
+        print(workload_line(doc), flush=True)
+        print(f"repetitions: {reps}; noise: {noises}; tools: {tools}", flush=True)
         runs = doc["runs"]
         for ni, kind in enumerate(noises):
             noise = Noise(kind, args.seed + ni)
@@ -222,19 +265,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup.noise, setup.noise_pids = kind, noise.pids()
             t_cond = time.perf_counter()
             done = 0
-            total = sum(reps[t] * (len(BUDGETS) if t == "hwopt" else 1) for t in tools)
+            total = sum(reps[t] * (len(budgets) if t == "hwopt" else 1) for t in tools)
             for rep, tool in schedule(reps, tools):
                 setup.rep = rep
                 if tool == "hwopt":
                     # alternate the budgets' order between repetitions
-                    budgets = BUDGETS if rep % 2 == 0 else BUDGETS[::-1]
-                    recs = [run_hwopt(setup, b) for b in budgets]
+                    order = budgets if rep % 2 == 0 else budgets[::-1]
+                    recs = [run_hwopt(setup, b) for b in order]
                     done += len(recs)
                 else:
                     recs = run_benchmark(setup)
                     done += 1
                 for r in recs:
-                    r["noise"], r["rep"] = kind, rep
+                    r["noise"], r["rep"], r["workload"] = kind, rep, args.workload
                     runs.append(r)
                     print(progress_line(r, done, total), flush=True)
                 if rep % SAVE_EVERY == SAVE_EVERY - 1:
@@ -251,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if noise is not None:
             noise.stop()
         shutil.rmtree(snapdir, ignore_errors=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
         if doc is not None:
             doc["finished"] = _now()
             doc["total_s"] = time.perf_counter() - t_start

@@ -8,7 +8,9 @@ records (see each class). Times are seconds unless a key ends in ``_ms``;
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
+
+Outcome = Literal["right", "wrong", "inconclusive", "error"]
 
 
 class CpuSplit(TypedDict):
@@ -29,9 +31,13 @@ class RunRecord(TypedDict, total=False):
 
     Always present once the record is complete: ``tool``, ``budget``, ``wall_s``
     (the whole subprocess), ``exit_code`` (``None``: timed out), ``cpu``,
-    ``right``, ``noise``, ``rep``. ``error`` and ``output_tail`` (last 3000
-    characters of the run's output) only for runs without a usable result;
-    ``passed`` and ``measured`` otherwise.
+    ``right``, ``noise``, ``rep``; and in records written since the model
+    workload: ``workload``, ``truth`` (the true ratio), ``expected`` (the right
+    verdict: ``"pass"`` or ``"fail"``), ``outcome`` (see ``outcomes.classify``;
+    ``right`` is ``outcome == "right"``). ``error`` and ``output_tail`` (last
+    3000 characters of the run's output) only for runs without a usable result;
+    ``passed`` and ``measured`` otherwise. ``baseline`` and ``candidate`` name
+    the two variants (``slow``/``fast`` when absent).
 
     hwopt only: ``status``, ``low``/``high`` (the interval of the speedup),
     ``message``, ``rounds`` (an int), ``stopped``, ``elapsed_s``,
@@ -65,6 +71,13 @@ class RunRecord(TypedDict, total=False):
     rounds_ms: dict[str, list[float]]
     iterations: dict[str, int | None]
     right: bool
+    outcome: Outcome
+    expected: str
+    truth: float
+    workload: str
+    baseline: str
+    candidate: str
+    threads: int | None
     kept_json: str
     noise: str
     rep: int
@@ -79,13 +92,41 @@ class QuietRatio(TypedDict):
     ratio_of_minima: float
 
 
-class Calibration(TypedDict):
-    """The workload: ``n`` loop iterations of the fast variant, and its check."""
+class TruthRuns(TypedDict):
+    """The true ratio of a workload measured on the quiet machine, before any noise.
+
+    ``ratios``: the ratio one fresh pytest process measured (report-only,
+    longer runs), one per process; ``truth`` their median, ``p5``/``p95`` their
+    spread (linear interpolation); ``wall_s`` the whole calibration.
+    """
+
+    ratios: list[float]
+    truth: float
+    p5: float
+    p95: float
+    wall_s: float
+    hwopt_args: list[str]
+
+
+class Calibration(TypedDict, total=False):
+    """The workload and how its truth was found.
+
+    Synthetic pair: ``n`` loop iterations of the fast variant, ``fast_target_ms``
+    and the in-process check ``quiet_ratio``; its truth is 3.0 by construction.
+    Model pair: ``threads`` (every pool of both variants), ``truth_runs``.
+    Both: ``workload``, ``truth``, ``margin`` (budgets ``truth * (1 -+ margin)``)
+    and ``budgets``.
+    """
 
     n: int
     workload: str
     fast_target_ms: float
     quiet_ratio: QuietRatio
+    threads: int
+    truth: float
+    truth_runs: TruthRuns
+    margin: float
+    budgets: list[float]
 
 
 class MachineInfo(TypedDict):

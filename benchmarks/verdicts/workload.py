@@ -1,8 +1,15 @@
-"""The workload pair with a known cost ratio, the two budgets, and the test files.
+"""The workload pairs, their budgets, and the test files.
 
-``fast`` runs a pure-Python loop ``n`` times and ``slow`` the same loop ``3n``
-times, so the true speedup is :data:`TRUE_RATIO`. The budgets lie 15% either
-side of it.
+Synthetic pair (``3n``, ``repeat``): ``fast`` runs a pure-Python loop ``n``
+times and ``slow`` the same loop ``3n`` times, so the true speedup is
+:data:`TRUE_RATIO`; the budgets lie 15% either side of it.
+
+Model pair (``ort-mlp``): ONNX Runtime vs eager PyTorch on the tests' MLP
+(64-128-16, GELU) at batch 32, multi-threaded (the same explicit thread count
+for every pool of both variants), prepared through the plugin's own model path
+(``hwopt_bench.model(..., backend="onnxruntime")``). Its true ratio is not
+known in advance: the benchmark measures it first on the quiet machine
+(``runs.measure_truth``) and puts the budgets a margin either side of it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ def work(n):
 
 # the slow variant: one call over 3n iterations (as specified), or three calls over n
 WORKLOADS: Final = {"3n": "work(3 * N)", "repeat": "(work(N), work(N), work(N))"}
+MODEL_WORKLOADS: Final = {"ort-mlp": "ONNX Runtime vs eager PyTorch, MLP 64-128-16, batch 32"}
+ALL_WORKLOADS: Final = (*WORKLOADS, *MODEL_WORKLOADS)
+MARGIN: Final = 0.15  # budgets this fraction either side of the true ratio
+CALIBRATION_BUDGET: Final = 1e-3  # the model test's budget while its truth is measured
 
 HWOPT_TEST: Final = '''\
 from pytest_hwopt import hwopt
@@ -56,6 +67,71 @@ def test_fast(benchmark):
     benchmark(lambda: work(N))
 '''
 
+MODEL_SRC: Final = '''\
+import torch
+
+
+class MLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.GELU(),
+                                       torch.nn.Linear(128, 16))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def mlp():
+    torch.manual_seed(0)
+    return MLP().eval(), torch.randn(32, 64)
+'''
+
+MODEL_HWOPT_TEST: Final = '''\
+from pytest_hwopt import hwopt
+
+{model}
+
+@hwopt.speedup(min={budget!r}, vs="pytorch")
+def test_pair(hwopt_bench):
+    model, x = mlp()
+    hwopt_bench.model(model, (x,), backend="onnxruntime")
+'''
+
+# what a pytest-benchmark user writes: export, a session with the same threads and
+# spinning off, the same thread count for torch; one benchmark test per variant
+MODEL_BENCHMARK_TEST: Final = '''\
+import os
+import tempfile
+
+import onnxruntime as ort
+
+{model}
+THREADS = {threads}
+torch.set_num_threads(THREADS)
+MODEL, X = mlp()
+
+
+def session():
+    path = os.path.join(tempfile.mkdtemp(), "mlp.onnx")
+    torch.onnx.export(MODEL, (X,), path, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def test_slow(benchmark):
+    with torch.inference_mode():
+        benchmark(MODEL, X)
+
+
+def test_fast(benchmark):
+    sess = session()
+    feed = {{sess.get_inputs()[0].name: X.numpy()}}
+    benchmark(sess.run, None, feed)
+'''
+
 PYTEST_INI: Final = "[pytest]\n"  # pins the rootdir: no configuration from above the temp dir
 
 
@@ -77,6 +153,23 @@ def render_test_file(template: str, n: int, workload: str, **extra: object) -> s
     unknown workload.
     """
     return template.format(n=n, work=WORK_SRC, slow=WORKLOADS[workload], **extra)
+
+
+def render_model_test(tool: str, *, budget: float | None = None, threads: int = 1) -> str:
+    """The source of the model pair's test file for ``tool``.
+
+    ``"hwopt"``: one test with ``@hwopt.speedup(min=budget, vs="pytorch")``
+    (``budget`` required); ``"pytest-benchmark"``: tests ``test_slow`` (eager)
+    and ``test_fast`` (ONNX Runtime) with ``threads`` threads in torch and ORT.
+    Raises ``ValueError`` for another tool or a missing budget.
+    """
+    if tool == "hwopt":
+        if budget is None:
+            raise ValueError("the hwopt model test needs a budget")
+        return MODEL_HWOPT_TEST.format(model=MODEL_SRC, budget=budget)
+    if tool == "pytest-benchmark":
+        return MODEL_BENCHMARK_TEST.format(model=MODEL_SRC, threads=int(threads))
+    raise ValueError(f"no model test for tool {tool!r}")
 
 
 def calibrate(target_ms: float = FAST_TARGET_MS) -> int:
@@ -121,10 +214,11 @@ def quiet_ratio(n: int, workload: str, pairs: int = 400) -> QuietRatio:
             "ratio_of_minima": min(slow) / min(fast)}
 
 
-def outside_band(low: float | None, high: float | None) -> bool:
-    """Whether an interval lies wholly outside ``min(BUDGETS)``-``max(BUDGETS)``.
+def outside_band(low: float | None, high: float | None,
+                 band: tuple[float, float] = BUDGETS) -> bool:
+    """Whether an interval lies wholly outside ``min(band)``-``max(band)`` (the two budgets).
 
     Such a verdict is confident and far from the truth: one budget away from a
     confident wrong verdict. ``None`` bounds (no interval) give ``False``.
     """
-    return low is not None and high is not None and (low > max(BUDGETS) or high < min(BUDGETS))
+    return low is not None and high is not None and (low > max(band) or high < min(band))

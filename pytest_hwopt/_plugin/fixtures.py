@@ -4,9 +4,10 @@ objects that know nothing of pytest)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import pytest
 
@@ -15,10 +16,51 @@ from pytest_hwopt._plugin.collection import unavailable
 from pytest_hwopt._plugin.state import State, bench_key, specs_key, state_of
 
 if TYPE_CHECKING:
+    from pytest_hwopt.backends.base import Backend
     from pytest_hwopt.core.bench import Bench
     from pytest_hwopt.core.engine import Engine
     from pytest_hwopt.core.specs import Spec, Tolerance
     from pytest_hwopt.hardware.devices import Device
+    from pytest_hwopt.hardware.threads import IdleSampler, ThreadChoice
+
+#: the session's thread-count sampler (``hardware.threads``), made at session start
+threads_key: Final[pytest.StashKey[IdleSampler]] = pytest.StashKey()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Open the idle-core window: one read of ``/proc/stat``, so that the count chosen on
+    first need costs no wait when collection took longer than the window."""
+    _sampler(session.config).start()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_hwopt_backends(config: pytest.Config
+                          ) -> Generator[None, list[list[Backend]], list[list[Backend]]]:
+    """Backends take the thread count when they are built (``settings_of(config).threads``
+    in a conftest's, ``Settings.threads`` in the built-in ones): choose it first."""
+    thread_choice(state_of(config))
+    return (yield)
+
+
+def thread_choice(state: State) -> ThreadChoice:
+    """The session's thread count, chosen once on first need (``hardware.threads``):
+    ``--hwopt-threads``, else the cores idle at start. ``state.settings.threads`` is set to
+    it, so that everything that reads the settings later (backends, the environment in the
+    results, worker processes) uses the same count."""
+    choice = _sampler(state.config).choice()
+    if state.settings.threads != choice.count:
+        state.settings = dataclasses.replace(state.settings, threads=choice.count)
+    return choice
+
+
+def _sampler(config: pytest.Config) -> IdleSampler:
+    from pytest_hwopt.hardware.threads import IdleSampler
+
+    if threads_key not in config.stash:
+        given = config.getoption("hwopt_threads") or config.getini("hwopt_threads")
+        config.stash[threads_key] = IdleSampler(
+            state_of(config).settings.threads if given else None)
+    return config.stash[threads_key]
 
 
 @pytest.fixture(scope="session")
@@ -47,20 +89,29 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     from pytest_hwopt.core.bench import Bench
 
     state = state_of(request.config)
+    choice = thread_choice(state)  # before the model path and the engine read it
     item = request.node
     specs: list[Spec] = item.stash.get(specs_key, [])
     model_path = _model_path(request, state, specs)
     holder: list[Bench] = []
-    bench = Bench(_engine(state), lambda: verdict.stop_rule(specs, holder[0], state),
-                  state.measuring, model_path, after_run=lambda b: verdict.annotate(state, b),
-                  capture=_graph_capture(state.device()))
+    engine = _engine(state)
+    pools: dict[str, int] = {}
+
+    def after_run(b: Bench) -> None:
+        _record_threads(b, choice, pools)
+        verdict.annotate(state, b)
+
+    bench = Bench(engine, lambda: verdict.stop_rule(specs, holder[0], state),
+                  lambda: _measuring(state, choice.count, pools), model_path,
+                  after_run=after_run, capture=_graph_capture(state.device()))
     holder.append(bench)
     item.stash[bench_key] = bench
     return bench
 
 
 def _engine(state: State) -> Engine:
-    """An engine on the session's device with the session's sampling settings."""
+    """An engine on the session's device with the session's sampling settings (the
+    thread count is applied around each run: :func:`_measuring`)."""
     from pytest_hwopt.core.engine import Engine, EngineConfig
     from pytest_hwopt.hardware.devices import DeviceError
 
@@ -68,14 +119,41 @@ def _engine(state: State) -> Engine:
     config = EngineConfig(warmup_ms=settings.warmup_ms, block_ms=settings.block_ms,
                           min_rounds=settings.min_rounds, max_time_s=settings.max_time_s,
                           seed=settings.seed)
-    if device.kind == "cpu" and "torch" in sys.modules:
-        # every variant runs with the same explicit thread count (--hwopt-threads)
-        sys.modules["torch"].set_num_threads(settings.threads)
     try:
         timer = device.timer(cold_cache=settings.cache == "cold")
     except DeviceError as exc:
         raise pytest.UsageError(f"--hwopt-cache=cold: {exc}") from None
     return Engine(config, timer=timer, memory=device.memory())
+
+
+@contextlib.contextmanager
+def _measuring(state: State, threads: int, pools: dict[str, int]
+               ) -> Iterator[Mapping[str, object]]:
+    """Around a measured run: the session's hold on the device and its telemetry
+    (``State.measuring``), then every thread pool at ``threads``; ``pools`` receives the
+    threads in force per pool during the run."""
+    from pytest_hwopt.hardware.threads import limited
+
+    torch = sys.modules.get("torch")
+    if torch is not None:  # stays set after the run, as the model path leaves it, so that
+        torch.set_num_threads(threads)  # the device's peaks are measured at the same count
+    with state.measuring() as seen, limited(threads) as in_force:
+        pools.clear()
+        pools.update(in_force)
+        yield seen
+
+
+def _record_threads(bench: Bench, choice: ThreadChoice, pools: Mapping[str, int]) -> None:
+    """Each result's ``threads``, ``threads_source`` and ``thread_pools`` (JSON)."""
+    from pytest_hwopt.core.measurement import MeasurementExtra
+
+    if bench.result is None:
+        return
+    for m in bench.result.measurements.values():
+        # keys MeasurementExtra does not list: the plugin's, like a backend's facts
+        m.extra.update(cast(MeasurementExtra, {"threads": choice.count,
+                                               "threads_source": choice.source,
+                                               "thread_pools": dict(pools)}))
 
 
 def _model_path(request: pytest.FixtureRequest, state: State, specs: list[Spec]

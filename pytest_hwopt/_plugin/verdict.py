@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from pytest_hwopt._plugin.processes import repeat_in_processes
 from pytest_hwopt._plugin.state import State, bench_key, record_key, specs_key, state_of
 
 if TYPE_CHECKING:
@@ -95,16 +96,28 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
     checks += reported_speedups(measurements, references, checks, settings.confidence)
+    checks = repeat_in_processes(pyfuncitem, state, checks)  # a bias that lasts a process
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))
     pyfuncitem.stash[record_key] = cast("Record", {
         "test": pyfuncitem.nodeid, "device": device.torch_device, **record,
         "results": [m.to_dict() for m in measurements.values()],
         "checks": [c.to_dict() for c in checks]})
-    # wrong outputs first: they explain why a speedup did not count
-    failed = sorted((c for c in checks if not c.passed), key=lambda c: c.kind != "accuracy")
-    if failed and not settings.report_only:
-        pytest.fail("\n".join(c.message for c in failed), pytrace=False)
+    # a clear miss fails the test (wrong outputs first: they explain why a speedup did not
+    # count); an inconclusive check warns, attributed to the test, unless --hwopt-strict
+    from pytest_hwopt.core import outcomes
+
+    decided = outcomes.outcome(checks, strict=settings.strict,
+                               report_only=settings.report_only)
+    failures = [c.message for c in decided.failing]
+    if decided.warned:
+        path, line, _ = pyfuncitem.reportinfo()
+        escalated = outcomes.warn_inconclusive(decided.warned, str(path), (line or 0) + 1)
+        if escalated:  # a warnings filter (-W error::...) made them errors
+            failures += escalated + ["(InconclusiveWarning turned into an error by a "
+                                     "warnings filter)"]
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
     return result
 
 

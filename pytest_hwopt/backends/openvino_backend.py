@@ -68,7 +68,7 @@ class OpenVINOBackend(Backend):
         self._facts = {**facts, "source": self.source,
                        "inference_precision": _type_name(
                            compiled.get_property("INFERENCE_PRECISION_HINT")),
-                       "threads": self.threads}
+                       "inference_num_threads": self.threads}
         request = compiled.create_infer_request()
         count = len(compiled.outputs)
 

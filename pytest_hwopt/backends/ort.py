@@ -3,7 +3,7 @@ quantisation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_hwopt.backends import onnx_export
 from pytest_hwopt.backends.base import Backend, BackendError
 from pytest_hwopt.backends.cache import ArtifactCache, model_fingerprint
+from pytest_hwopt.hardware.devices import cpu_facts
 
 if TYPE_CHECKING:
     from pytest_hwopt.hardware.devices import Device
@@ -91,10 +92,11 @@ class OnnxRuntimeBackend(Backend):
         path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
                                   self.dynamic_axes, optimize=not self.raw_export)
         if precision == "int8":
-            reduce_range = not cpu_has_vnni()
+            reduce_range, why = int8_settings(device.facts if device.kind == "cpu"
+                                              else cpu_facts())
             path = self._quantized(path, reduce_range)
             facts["quantization"] = ("ORT dynamic, QInt8 weights"
-                                     + (", 7-bit range (no VNNI)" if reduce_range else ""))
+                                     + (f", 7-bit range ({why})" if reduce_range else ""))
             facts["quantization_reduce_range"] = reduce_range
         options = ort.SessionOptions()
         options.graph_optimization_level = {
@@ -143,22 +145,33 @@ class OnnxRuntimeBackend(Backend):
         return out
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX int8);
-    ARM CPUs are treated as having them (ONNX Runtime's saturation note is about x86)."""
-    import platform
+#: x86 flags of int8 dot-product instructions: AVX-512 VNNI, AVX-VNNI, AMX int8
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+_X86 = ("x86_64", "amd64", "i386", "i686")
 
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+
+def cpu_has_vnni(facts: Mapping[str, object]) -> bool | None:
+    """Whether the CPU described by ``facts`` (:func:`.devices.cpu_facts`: ``machine`` and
+    ``cpu_flags``) has int8 dot-product instructions (:data:`INT8_DOT_FLAGS`); None when its
+    flags are unknown. Non-x86 CPUs count as having them: ONNX Runtime's saturation note is
+    about x86's u8s8 kernels."""
+    machine = str(facts.get("machine", "")).lower()
+    if machine and machine not in _X86:
         return True
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    except OSError:
-        pass
-    return False
+    flags = facts.get("cpu_flags")
+    if not isinstance(flags, list):
+        return None
+    return any(f in flags for f in INT8_DOT_FLAGS)
+
+
+def int8_settings(facts: Mapping[str, object]) -> tuple[bool, str]:
+    """``(reduce_range, why)`` for dynamic int8 quantisation on the CPU described by
+    ``facts``: the 7-bit weight range where the CPU lacks int8 dot products, or where its
+    flags are unknown (accuracy over speed); ``why`` says which, for the result's facts."""
+    vnni = cpu_has_vnni(facts)
+    if vnni is None:
+        return True, "CPU flags unknown"
+    return (False, "") if vnni else (True, "no VNNI")
 
 
 def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:

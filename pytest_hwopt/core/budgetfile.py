@@ -8,7 +8,8 @@ A budgets file is a list of ``[[budget]]`` tables::
 
     [[budget]]
     test = "suites/test_kv_cache.py::*"      # fnmatch pattern on the node id (or a list)
-    device = "cpu"                            # optional: cpu/cuda, cuda:0, or a GPU name: H100
+    device = "cpu"                            # optional: cpu/cuda, cuda:0, a GPU name: H100,
+                                              # or a CPU feature: cpu+avx512_vnni
     speedup = { min = 2.5, vs = "recompute-128", of = "cached-128" }   # any marker kind
     latency = { p95_ms = 20 }                 # same arguments as the marker
 
@@ -26,9 +27,10 @@ Rules:
   a pattern also matches the parametrized instances of the node id it names,
   so ``"suites/test_a.py::test_b"`` covers ``"suites/test_a.py::test_b[cpu]"``.
 * ``device`` (optional) picks the machines an entry applies to, like the keys of a
-  per-device marker value: the device kind (``cpu``, ``cuda``), ``cuda:N``, or a
-  substring of the GPU / CPU name (``H100``, ``Xeon``). Without it the entry
-  applies everywhere.
+  per-device marker value (:mod:`.devicekeys`): the device kind (``cpu``, ``cuda``),
+  ``cuda:N``, a substring of the GPU / CPU name (``H100``, ``Xeon``), or a CPU feature
+  key (``cpu+avx512_vnni``: CPUs with that flag, ``cpu-avx512_vnni``: without,
+  ``cpu+avx2-avx512_vnni``: both conditions). Without it the entry applies everywhere.
 * Every other key is a budget marker kind (``speedup``, ``latency``,
   ``throughput``, ``memory``, ``accuracy``, ``cold_start``, ``energy``,
   ``roofline``) whose value is a table of the marker's keyword arguments (or a
@@ -38,8 +40,9 @@ Rules:
   same ``of`` and ``vs``; otherwise it is *added* (only to tests that measure,
   i.e. use ``hwopt_bench`` or pytest-benchmark's ``benchmark``). When several
   entries give the same budget, the one for the most specific device wins
-  (GPU/CPU name over ``cuda:N`` over ``cuda``/``cpu`` over no device), and among
-  equally specific ones the later entry in the file.
+  (GPU/CPU name over ``cuda:N`` over a CPU feature key over ``cuda``/``cpu`` over no
+  device; of two feature keys, the one with more conditions), and among equally
+  specific ones the later entry in the file.
 
 Errors name the file, the line and the key: ``budgets.toml:7: [[budget]] #2, key
 'speedup': hwopt_speedup: missing required argument 'vs'``.
@@ -54,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from pytest_hwopt.core.devicekeys import names_device
+from pytest_hwopt.core.devicekeys import DeviceKeyError, check_key, key_rank
 from pytest_hwopt.core.specs import BUDGET_KINDS, Spec, SpecError, parse_marker
 
 ENTRY_KEYS = ("test", "device")
@@ -189,8 +192,13 @@ def _entry(item: object, n: int, name: str, lines: list[str], span: tuple[int, i
         raise fail("test", f"must be a node id pattern or a list of them, got {item['test']!r}")
     device = item.get("device")
     if device is not None and (not isinstance(device, str) or not device.strip()):
-        raise fail("device", f"must be a device such as \"cpu\", \"cuda:0\" or \"H100\", "
-                             f"got {device!r}")
+        raise fail("device", f"must be a device such as \"cpu\", \"cuda:0\", \"H100\" or "
+                             f"\"cpu+avx512_vnni\", got {device!r}")
+    if device is not None:
+        try:
+            check_key(device)
+        except DeviceKeyError as exc:
+            raise fail("device", str(exc)) from None
     specs: list[Spec] = []
     for key, value in item.items():
         if key in ENTRY_KEYS:
@@ -264,16 +272,14 @@ def _key_line(lines: list[str], key: str, start: int = 0, end: int | None = None
 
 # ---- applying entries --------------------------------------------------------------------
 
-def device_rank(device: str | None, device_keys: Sequence[str]) -> int | None:
-    """How specifically ``device`` names this machine: the index of the matching key in
-    ``device_keys`` (most specific first, as :meth:`Device.budget_keys` gives them),
-    ``len(device_keys)`` for no device, None when the entry is for another device."""
+def device_rank(device: str | None, device_keys: Sequence[str]) -> tuple[int, int] | None:
+    """How specifically ``device`` names this machine, lower is more specific: its
+    :func:`.devicekeys.key_rank` against ``device_keys`` (most specific first, as
+    :meth:`Device.budget_keys` gives them), ``(len(device_keys), 0)`` for no device, None
+    when the entry is for another device."""
     if device is None:
-        return len(device_keys)
-    for n, key in enumerate(device_keys):
-        if names_device(device, key):
-            return n
-    return None
+        return len(device_keys), 0
+    return key_rank(device, device_keys)
 
 
 def select(entries: Sequence[BudgetEntry], nodeid: str) -> list[BudgetEntry]:
@@ -298,7 +304,7 @@ def apply(specs: MutableSequence[Spec], entries: Sequence[BudgetEntry],
         if rank is not None:
             ranked.append((rank, order, entry))
     # least specific first, so that the most specific entry is applied last and wins
-    ranked.sort(key=lambda t: (-t[0], t[1]))
+    ranked.sort(key=lambda t: (t[0], -t[1]), reverse=True)
     applied: dict[tuple[str, str | None, str | None], tuple[Spec, BudgetEntry]] = {}
     for _, _, entry in ranked:
         for spec in entry.specs:

@@ -17,7 +17,9 @@ class Status(str, Enum):
 
     PASSED = "passed"
     FAILED = "failed"
-    #: the interval straddles the budget; the point estimate decides ``passed``
+    #: no clear verdict, for the reason in ``Check.reason``: the interval straddles the
+    #: budget (the point estimate decides ``passed``), or the machine was too busy to
+    #: collect undisturbed samples (no point estimate: ``passed`` is False)
     INCONCLUSIVE = "inconclusive"
     #: no budget for this device, or the figure is not measured here
     SKIPPED = "skipped"
@@ -47,6 +49,8 @@ class Check:
     interval of ``measured`` (equal for a single reading). ``point_passed`` is
     whether the point estimate meets the budget, set for checks that have one.
     ``detail`` holds kind-specific facts (an accuracy check's worst element).
+    ``reason`` says why an inconclusive check is inconclusive ("interval straddles the
+    budget", "machine busy: 83% of samples of naive disturbed"); empty otherwise.
     """
 
     kind: str
@@ -64,6 +68,7 @@ class Check:
     budget_key: str = ""
     point_passed: bool | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # a plain "passed" from an older caller
@@ -71,13 +76,15 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        """Whether the check holds; an inconclusive one counts by its point estimate."""
+        """Whether the check holds; an inconclusive one counts by its point estimate (none,
+        and so False, when the machine was too busy to read one)."""
         if self.status is Status.INCONCLUSIVE:
             return bool(self.point_passed)
         return self.status in (Status.PASSED, Status.SKIPPED, Status.REPORTED)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the fields, ``point_passed`` inside ``detail``, and ``passed``."""
+        """JSON-ready form: the fields (``reason`` "" when there is none), ``point_passed``
+        inside ``detail``, and ``passed``."""
         detail = copy.deepcopy(self.detail)
         if self.point_passed is not None:
             detail["point_passed"] = self.point_passed
@@ -92,6 +99,7 @@ class Check:
             "unit": self.unit,
             "status": self.status.value,
             "message": self.message,
+            "reason": self.reason,
             "metric": self.metric,
             "test": self.test,
             "budget_key": self.budget_key,

@@ -2,6 +2,11 @@
 
 Free of pytest and torch: it gets its timer, clock and probes passed in, so a
 fake timer drives it deterministically in tests.
+
+Every sample is kept with its flag (disturbed: the process was kept from a CPU, as the
+timer tells, :func:`~pytest_hwopt.core.timing.time_flagged`); a round's value is the
+median of its block's undisturbed samples, and rounds are added while a variant has
+fewer than :data:`~pytest_hwopt.core.measurement.MIN_CLEAN` undisturbed rounds.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from typing import Any, Protocol
 
 from pytest_hwopt.core import contention as noise
 from pytest_hwopt.core import stats
-from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
-from pytest_hwopt.core.timing import HostTimer, Timer
+from pytest_hwopt.core.measurement import MIN_CLEAN, Measurement, MeasurementExtra
+from pytest_hwopt.core.timing import HostTimer, Timer, time_flagged
 
 #: what a variant runs: a callable without arguments whose return value is its output (any
 #: value: an array, a tensor, nested containers of them)
@@ -94,7 +99,9 @@ class _Plan:
     samples_per_block: int
     settle: bool
     samples: list[float] = field(default_factory=list)
+    disturbed: list[bool] = field(default_factory=list)
     rounds: list[float] = field(default_factory=list)
+    rounds_disturbed: list[bool] = field(default_factory=list)
     faults: int = 0
     calls: int = 0
     first_call_ms: float = 0.0
@@ -124,8 +131,9 @@ class Engine:
     def run(self, variants: Sequence[Variant], decided: Decided | None = None) -> RunResult:
         """Warm up and calibrate each variant, then measure them in interleaved rounds.
 
-        After ``min_rounds``, ``decided`` is asked whether every verdict is clear;
-        while it is not, rounds are added (half again each time) until
+        After ``min_rounds``, and once every variant has ``MIN_CLEAN`` undisturbed
+        rounds, ``decided`` is asked whether every verdict is clear; while it is not (or
+        undisturbed rounds are missing), rounds are added (half again each time) until
         ``max_time_s``.
         """
         if not variants:
@@ -151,12 +159,13 @@ class Engine:
                     cut_short = rounds < target
                     break
             elapsed = self._clock() - start
-            if decided is None:
-                stopped = "time limit" if cut_short else stopped
-                break
-            if decided(self._measurements(plans)):
-                stopped = "decided"
-                break
+            if self._clean_enough(plans):
+                if decided is None:
+                    stopped = "time limit" if cut_short else stopped
+                    break
+                if decided(self._measurements(plans)):
+                    stopped = "decided"
+                    break
             if elapsed >= cfg.max_time_s:
                 stopped = "time limit"
                 break
@@ -210,13 +219,25 @@ class Engine:
             # one untimed call: lets threads another runtime left spinning settle,
             # and brings this variant's data back into the caches
             plan.variant.fn()
-        times = self.timer.time_samples(plan.variant.fn, plan.calls_per_sample,
-                                        plan.samples_per_block)
+        timed = time_flagged(self.timer, plan.variant.fn, plan.calls_per_sample,
+                             plan.samples_per_block)
         plan.faults += self._faults() - faults
         plan.calls += plan.calls_per_sample * plan.samples_per_block + int(plan.settle)
-        per_call = [t * 1000.0 / plan.calls_per_sample for t in times]
+        per_call = [t * 1000.0 / plan.calls_per_sample for t in timed.seconds]
+        flags = list(timed.disturbed)
+        if len(flags) != len(per_call):
+            raise ValueError(f"timer {self.timer.name!r} flagged {len(flags)} samples of "
+                             f"{len(per_call)}")
+        clean = [t for t, bad in zip(per_call, flags) if not bad]
         plan.samples.extend(per_call)
-        plan.rounds.append(stats.median(per_call))
+        plan.disturbed.extend(flags)
+        plan.rounds.append(stats.median(clean or per_call))
+        plan.rounds_disturbed.append(not clean)
+
+    @staticmethod
+    def _clean_enough(plans: Sequence[_Plan]) -> bool:
+        """Every variant has ``MIN_CLEAN`` rounds with undisturbed samples."""
+        return all(plan.rounds_disturbed.count(False) >= MIN_CLEAN for plan in plans)
 
     def _measurements(self, plans: Sequence[_Plan]) -> dict[str, Measurement]:
         out: dict[str, Measurement] = {}
@@ -226,6 +247,8 @@ class Engine:
                 name=v.name,
                 samples_ms=list(plan.samples),
                 rounds_ms=list(plan.rounds),
+                disturbed=list(plan.disturbed),
+                rounds_disturbed=list(plan.rounds_disturbed),
                 calls_per_sample=plan.calls_per_sample,
                 items=v.items,
                 warmup_calls=plan.warmup_calls,

@@ -23,7 +23,12 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
 from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
 from pytest_hwopt.core.devicekeys import Budget, resolve_budget
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.measurement import (
+    MAX_DISTURBED_FRACTION,
+    MIN_CLEAN,
+    Measurement,
+    clean_round_pairs,
+)
 
 if TYPE_CHECKING:
     from pytest_hwopt.core.specs import Spec
@@ -321,12 +326,47 @@ def interval_text(confidence: float, low: float, high: float, fmt: str) -> str:
     return f"({confidence:.0%} CI {format(low, fmt)}-{format(high, fmt)})"
 
 
+#: ``Check.reason`` of a check whose interval straddles its budget
+STRADDLES: Final = "interval straddles the budget"
+
+
+def busy_reason(ev: Evaluation) -> str:
+    """Why a sampled kind's figure cannot be read from ``ev``'s measurements, or "".
+
+    The machine was too busy when a variant the figure uses (the candidate, and the
+    reference when there is one) has more than ``MAX_DISTURBED_FRACTION`` of its samples
+    disturbed, or, for lack of the disturbed ones, fewer than ``MIN_CLEAN`` undisturbed
+    samples, or, with a reference, fewer than ``MIN_CLEAN`` rounds with undisturbed samples
+    of both. Too few samples without any disturbed (a short run) is no busy machine: the
+    interval says so.
+    """
+    if not ev.kind.sampled:
+        return ""
+    used = [ev.candidate] + ([ev.reference] if ev.reference is not None else [])
+    for m in used:
+        fraction = m.disturbed_fraction
+        if fraction > MAX_DISTURBED_FRACTION:
+            return (f"machine busy: {fraction:.0%} of samples of {m.name} disturbed "
+                    f"(at most {MAX_DISTURBED_FRACTION:.0%} allowed)")
+        clean = len(m.clean_samples_ms)
+        if clean < MIN_CLEAN and clean < len(m.samples_ms):
+            return (f"machine busy: {clean} undisturbed sample(s) of {m.name} "
+                    f"({MIN_CLEAN} needed)")
+    if ev.reference is not None:
+        pairs = len(clean_round_pairs(ev.reference, ev.candidate)[0])
+        if pairs < MIN_CLEAN and pairs < len(ev.candidate.rounds_ms):
+            return (f"machine busy: {pairs} round(s) with undisturbed samples of both "
+                    f"{ev.reference.name} and {ev.candidate.name} ({MIN_CLEAN} needed)")
+    return ""
+
+
 def per_value(figure_of: FigureOf) -> Evaluator:
     """An evaluator that judges each budget value of a spec on its own figure.
 
     A value with no entry for this device, or whose figure is not measured here,
-    gives a skipped check; the others pass, fail or stay inconclusive by
-    :func:`decide` in the kind's direction.
+    gives a skipped check; a sampled kind whose measurements are too disturbed
+    (:func:`busy_reason`) an inconclusive one without a figure; the others pass, fail or
+    stay inconclusive by :func:`decide` in the kind's direction.
     """
     def evaluate(ev: Evaluation) -> list[Check]:
         return [_judge_value(ev, param, raw, figure_of) for param, raw in ev.spec.values.items()]
@@ -344,6 +384,17 @@ def _judge_value(ev: Evaluation, param: str, raw: Budget, figure_of: FigureOf) -
                      message=f"{kind.name} of {name}: no budget for {where} "
                              f"(budgets given for {given})")
     subject = kind.subject_of(name, ev.reference.name if ev.reference else None, param)
+    busy = busy_reason(ev)
+    if busy:
+        bounded = _one_sided(ev, param, budget, key, subject, busy)
+        if bounded is not None:
+            return bounded
+        # never a pass or a fail read from contended samples: no figure, no point estimate
+        return Check(kind=kind.name, variant=name, vs=vs, budget=budget, unit=kind.unit,
+                     status=INCONCLUSIVE, metric=param, budget_key=key, reason=busy,
+                     message=f"{subject}: {kind.comparison} "
+                             f"{kind.with_unit(budget_number(budget))} not judged "
+                             f"(inconclusive: {busy})")
     figure = figure_of(ev, param)
     if figure is None:
         return Check(kind=kind.name, variant=name, vs=vs, budget=budget, unit=kind.unit,
@@ -358,24 +409,108 @@ def _judge_value(ev: Evaluation, param: str, raw: Budget, figure_of: FigureOf) -
     rel = kind.comparison if point else {">=": "<", "<=": ">"}[kind.comparison]
     message = (f"{subject}: {kind.with_unit(format(value, kind.value_format))}{interval} "
                f"{rel} {kind.with_unit(budget_number(budget))}")
-    if status is INCONCLUSIVE:
-        message += " (inconclusive: interval straddles the budget)"
+    reason = STRADDLES if status is INCONCLUSIVE else ""
+    if reason:
+        message += f" (inconclusive: {reason})"
     return Check(kind=kind.name, variant=name, vs=vs, budget=budget, measured=value, low=low,
                  high=high, unit=kind.unit, status=status, message=message, metric=param,
-                 budget_key=key, point_passed=point)
+                 budget_key=key, point_passed=point, reason=reason)
+
+
+def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str,
+               busy: str) -> Check | None:
+    """A verdict that holds although the machine was busy, or None.
+
+    A preemption only ever adds time to a sample, so figures read from disturbed samples
+    are bounds: all samples of a variant give an upper bound on its latency (a lower one
+    on its throughput); a speedup over the rounds where the reference was undisturbed
+    (the candidate may not be) is a lower bound on the true ratio, and over those where
+    the candidate was undisturbed an upper bound. When the bound's interval clears the
+    budget on the safe side, that verdict stands: a latency or throughput budget can be
+    passed this way, a speedup budget passed or failed. Otherwise None (inconclusive).
+    """
+    kind = ev.kind
+    cand = ev.candidate
+    bound: Figure | None = None
+    if kind.name in ("latency", "throughput"):
+        bound = _figure_of_samples(kind.name, param, cand.samples_ms, cand.items,
+                                   ev.confidence)
+        if bound is None or bound.low is None or bound.high is None:
+            return None
+        safe = (bound.high <= budget) if kind.name == "latency" else (bound.low >= budget)
+        if not safe:
+            return None
+        status, side = PASSED, "all samples, an upper bound on the time"
+    elif kind.name == "speedup" and ev.reference is not None:
+        ref = ev.reference
+        n = len(ref.rounds_ms)
+        if n != len(cand.rounds_ms):
+            return None
+        ref_bad = _flags(ref.rounds_disturbed, n)
+        cand_bad = _flags(cand.rounds_disturbed, n)
+        lower = [i for i in range(n) if not ref_bad[i]]
+        upper = [i for i in range(n) if not cand_bad[i]]
+        status, side = PASSED, ""
+        for picks, verdict, what in ((lower, PASSED, "a lower bound"),
+                                     (upper, FAILED, "an upper bound")):
+            if len(picks) < MIN_CLEAN:
+                continue
+            ratio, low, high = stats.ratio_of_medians([ref.rounds_ms[i] for i in picks],
+                                                      [cand.rounds_ms[i] for i in picks],
+                                                      ev.confidence)
+            if (verdict is PASSED and low >= budget) or (verdict is FAILED and high < budget):
+                bound, status = Figure(value=ratio, low=low, high=high), verdict
+                who = ref.name if verdict is PASSED else cand.name
+                side = f"rounds with {who} undisturbed, {what} on the ratio"
+                break
+        if bound is None:
+            return None
+    else:
+        return None
+    assert bound.low is not None and bound.high is not None
+    rel = kind.comparison if status is PASSED else {">=": "<", "<=": ">"}[kind.comparison]
+    message = (f"{subject}: {kind.with_unit(format(bound.value, kind.value_format))} "
+               f"{interval_text(ev.confidence, bound.low, bound.high, kind.value_format)} "
+               f"{rel} {kind.with_unit(budget_number(budget))} (decided on {side}: {busy})")
+    return Check(kind=kind.name, variant=cand.name, vs=ev.spec.vs, budget=budget,
+                 measured=bound.value, low=bound.low, high=bound.high, unit=kind.unit,
+                 status=status, message=message, metric=param, budget_key=key,
+                 point_passed=status is PASSED,
+                 detail={"one_sided": side, "machine_busy": busy})
+
+
+def _flags(flags: list[bool], n: int) -> list[bool]:
+    """``flags`` cut or padded (undisturbed) to ``n`` entries."""
+    return [bool(f) for f in flags[:n]] + [False] * max(0, n - len(flags))
+
+
+def _figure_of_samples(kind: str, param: str, samples: list[float], items: int,
+                       confidence: float) -> Figure | None:
+    """A latency or throughput figure with its interval from ``samples`` (ms per call)."""
+    if len(samples) < MIN_CLEAN:
+        return None
+    if kind == "throughput":
+        lo_ms, hi_ms = stats.percentile_interval(samples, 50, confidence)
+        return Figure(value=items * 1000.0 / stats.median(samples),
+                      low=items * 1000.0 / hi_ms, high=items * 1000.0 / lo_ms)
+    if param == "mean_ms":
+        return None  # a mean has no distribution-free bound here
+    q = float(param.removesuffix("_ms")[1:])
+    low, high = stats.percentile_interval(samples, q, confidence)
+    return Figure(value=stats.percentile(samples, q), low=low, high=high)
 
 
 # ---- the kinds -----------------------------------------------------------------------------
 
 def _speedup(ev: Evaluation, param: str) -> Figure:
     ref = ev.require_reference()
-    ratio, low, high = stats.ratio_of_medians(ref.rounds_ms, ev.candidate.rounds_ms,
-                                              ev.confidence)
+    ref_rounds, cand_rounds = clean_round_pairs(ref, ev.candidate)
+    ratio, low, high = stats.ratio_of_medians(ref_rounds, cand_rounds, ev.confidence)
     return Figure(value=ratio, low=low, high=high)
 
 
 def _latency(ev: Evaluation, param: str) -> Figure:
-    samples = ev.candidate.samples_ms
+    samples = ev.candidate.stat_samples_ms
     if param == "mean_ms":
         value = ev.candidate.mean_ms
         sd = math.sqrt(sum((s - value) ** 2 for s in samples) / max(1, len(samples) - 1))
@@ -388,7 +523,7 @@ def _latency(ev: Evaluation, param: str) -> Figure:
 
 def _throughput(ev: Evaluation, param: str) -> Figure:
     cand = ev.candidate
-    lo_ms, hi_ms = stats.percentile_interval(cand.samples_ms, 50, ev.confidence)
+    lo_ms, hi_ms = stats.percentile_interval(cand.stat_samples_ms, 50, ev.confidence)
     return Figure(value=cand.throughput, low=cand.items * 1000.0 / hi_ms,
                   high=cand.items * 1000.0 / lo_ms)
 

@@ -1,4 +1,5 @@
-"""What one measured variant produced: raw per-call times and what explains them."""
+"""What one measured variant produced: raw per-call times, which of them were disturbed,
+and what explains them."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ _RESTORED: Final = ("prepare_s", "first_call_ms", "peak_memory_mb", "memory_kind
                     "minor_faults_per_call", "timer", "items", "calls_per_sample",
                     "warmup_calls")
 
+#: a variant with a larger fraction of its samples disturbed decides no verdict. Its clean
+#: samples are then a selection: if preemptions come at a steady rate, a sample is clean with
+#: a probability that falls with its duration, which shifts the clean samples' centre down
+#: by about ln(1 / clean fraction) x cv^2 (relative; cv the samples' coefficient of
+#: variation; exponential tilting of a normal spread). At 25% clean and cv 10% that is 1.4%,
+#: small against budget margins of 10% and more; the shift grows without bound as the clean
+#: fraction falls, hence the cut.
+MAX_DISTURBED_FRACTION: Final = 0.75
+#: the fewest undisturbed samples, and undisturbed rounds (of both variants, for a ratio),
+#: a verdict is read from: three give an interval (``stats.ratio_of_medians``)
+MIN_CLEAN: Final = 3
+
 
 @dataclass
 class Measurement:
@@ -53,6 +66,14 @@ class Measurement:
     round's block; speedups are computed from it. ``samples_ms`` are per-call
     times: one call per sample when calls are long enough for the timer, else the
     mean of ``calls_per_sample`` calls.
+
+    ``disturbed[i]`` says whether sample i was taken while the process was kept from a
+    CPU (preempted, or waiting in the run queue); ``rounds_disturbed[j]`` whether round
+    j's block had no undisturbed sample (its value is then the median of all its samples,
+    else of its undisturbed ones). Missing entries (an empty list: a timer without flags,
+    an imported result) count as undisturbed. Every statistic below is computed from the
+    undisturbed samples; only when none is undisturbed from all of them (such a variant
+    decides no verdict: :data:`MAX_DISTURBED_FRACTION`).
     """
 
     name: str
@@ -67,6 +88,8 @@ class Measurement:
     memory_kind: str = ""
     minor_faults_per_call: float | None = None
     timer: str = ""
+    disturbed: list[bool] = field(default_factory=list)
+    rounds_disturbed: list[bool] = field(default_factory=list)
     extra: MeasurementExtra = field(default_factory=lambda: MeasurementExtra())
     #: what the variant returned, before and after timing: arrays, tensors, numbers or
     #: nested containers of them, whatever the callable returns
@@ -78,32 +101,54 @@ class Measurement:
         return len(self.samples_ms) * self.calls_per_sample
 
     @property
+    def clean_samples_ms(self) -> list[float]:
+        """The undisturbed samples (per call, ms); may be empty."""
+        return _undisturbed(self.samples_ms, self.disturbed)
+
+    @property
+    def clean_rounds_ms(self) -> list[float]:
+        """The values of rounds that had undisturbed samples (ms); may be empty."""
+        return _undisturbed(self.rounds_ms, self.rounds_disturbed)
+
+    @property
+    def disturbed_fraction(self) -> float:
+        """Fraction of samples that were disturbed (0.0 without samples)."""
+        n = len(self.samples_ms)
+        return sum(bool(d) for d in self.disturbed[:n]) / n if n else 0.0
+
+    @property
+    def stat_samples_ms(self) -> list[float]:
+        """What the statistics are computed from: the undisturbed samples, or all samples
+        when none is undisturbed."""
+        return self.clean_samples_ms or list(self.samples_ms)
+
+    @property
     def median_ms(self) -> float:
-        return stats.median(self.samples_ms)
+        return stats.median(self.stat_samples_ms)
 
     @property
     def mean_ms(self) -> float:
-        return stats.mean(self.samples_ms)
+        return stats.mean(self.stat_samples_ms)
 
     @property
     def p50_ms(self) -> float:
-        return stats.percentile(self.samples_ms, 50)
+        return stats.percentile(self.stat_samples_ms, 50)
 
     @property
     def p95_ms(self) -> float:
-        return stats.percentile(self.samples_ms, 95)
+        return stats.percentile(self.stat_samples_ms, 95)
 
     @property
     def p99_ms(self) -> float:
-        return stats.percentile(self.samples_ms, 99)
+        return stats.percentile(self.stat_samples_ms, 99)
 
     @property
     def min_ms(self) -> float:
-        return min(self.samples_ms)
+        return min(self.stat_samples_ms)
 
     @property
     def iqr_ms(self) -> float:
-        return stats.iqr(self.samples_ms)
+        return stats.iqr(self.stat_samples_ms)
 
     @property
     def throughput(self) -> float:
@@ -136,6 +181,9 @@ class Measurement:
             "percentile_method": stats.PERCENTILE_METHOD,
             "samples": list(self.samples_ms),
             "rounds_ms": list(self.rounds_ms),
+            "disturbed": _aligned(self.disturbed, len(self.samples_ms)),
+            "disturbed_fraction": self.disturbed_fraction,
+            "rounds_disturbed": _aligned(self.rounds_disturbed, len(self.rounds_ms)),
         }
         out.update(self.extra)
         return out
@@ -145,5 +193,38 @@ class Measurement:
         """Inverse of :meth:`to_dict` (derived statistics are recomputed; ``extra`` is not
         read back). ``data`` is a variant's JSON result."""
         kwargs = {k: data[k] for k in _RESTORED if k in data and data[k] is not None}
-        return cls(name=data["variant"], samples_ms=list(data["samples"]),
-                   rounds_ms=list(data.get("rounds_ms") or data["samples"]), **kwargs)
+        disturbed = [bool(d) for d in data.get("disturbed") or []]
+        if data.get("rounds_ms"):
+            rounds = list(data["rounds_ms"])
+            rounds_disturbed = [bool(d) for d in data.get("rounds_disturbed") or []]
+        else:  # an older or imported result: each sample is a round
+            rounds, rounds_disturbed = list(data["samples"]), list(disturbed)
+        return cls(name=data["variant"], samples_ms=list(data["samples"]), rounds_ms=rounds,
+                   disturbed=disturbed, rounds_disturbed=rounds_disturbed, **kwargs)
+
+
+def clean_round_pairs(numerator: Measurement, denominator: Measurement
+                      ) -> tuple[list[float], list[float]]:
+    """Round values of two variants measured side by side, from the rounds in which
+    neither was disturbed (for a ratio of medians over paired rounds).
+
+    Rounds of different runs (unequal counts) are returned as they are, so that
+    ``stats.ratio_of_medians`` reports the mismatch.
+    """
+    num, den = numerator.rounds_ms, denominator.rounds_ms
+    if len(num) != len(den):
+        return list(num), list(den)
+    n = len(num)
+    num_bad = _aligned(numerator.rounds_disturbed, n)
+    den_bad = _aligned(denominator.rounds_disturbed, n)
+    keep = [i for i in range(n) if not (num_bad[i] or den_bad[i])]
+    return [num[i] for i in keep], [den[i] for i in keep]
+
+
+def _aligned(flags: list[bool], n: int) -> list[bool]:
+    """``flags`` cut or padded (undisturbed) to ``n`` entries."""
+    return [bool(f) for f in flags[:n]] + [False] * max(0, n - len(flags))
+
+
+def _undisturbed(values: list[float], flags: list[bool]) -> list[float]:
+    return [v for v, bad in zip(values, _aligned(flags, len(values))) if not bad]

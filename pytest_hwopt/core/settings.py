@@ -45,6 +45,8 @@ OPTIONS: Final = (
            "(default: every backend available on the device)"),
     Option("hwopt_json", "write results, checks and environment as JSON to this path"),
     Option("hwopt_report_only", "measure and report, but budgets do not fail tests", flag=True),
+    Option("hwopt_strict", "inconclusive checks fail their tests too (default: they issue "
+           "pytest_hwopt.InconclusiveWarning and the test passes)", flag=True),
     Option("hwopt_max_time", "seconds of interleaved rounds per test before a verdict is "
            "taken from the point estimate (default: 5)", "5"),
     Option("hwopt_min_rounds", "interleaved rounds before the first verdict (default: 8)", "8"),
@@ -54,8 +56,9 @@ OPTIONS: Final = (
            "(default: 10)", "10"),
     Option("hwopt_confidence", "confidence level of intervals and verdicts (default: 0.95)",
            "0.95"),
-    Option("hwopt_threads", "threads per runtime, equal for every variant "
-           "(default: the cores this process may use)"),
+    Option("hwopt_threads", "threads of every pool a variant touches (PyTorch, ONNX Runtime, "
+           "OpenVINO, BLAS/OpenMP), equal for every variant (default: the cores idle when "
+           "the run started, at most the cores this process may use)"),
     Option("hwopt_seed", "seed of the round order and the bootstrap (default: 0)", "0"),
     Option("hwopt_ort_opt_level", "ONNX Runtime graph optimisation level of the onnxruntime "
            "backend: disable, basic, extended or all (default: all)", "all"),
@@ -63,6 +66,10 @@ OPTIONS: Final = (
            "is flushed before each sample, outside the timed region) (default: warm)", "warm"),
     Option("hwopt_compile_mode", "torch.compile mode of the torch-compile backend (default: "
            "reduce-overhead, i.e. CUDA graphs, on cuda; default on cpu)"),
+    Option("hwopt_processes", "repeat the measurement in N fresh worker processes, one after "
+           "another, and decide on the estimates of all processes: auto (3 workers, only for "
+           "checks still straddling their budget at the time limit), N (every sampled check) "
+           "or 0 (never) (default: auto)", "auto", metavar="N|auto"),
 )
 
 
@@ -99,6 +106,7 @@ class Settings:
     backends: tuple[str, ...] = ()
     json_path: str | None = None
     report_only: bool = False
+    strict: bool = False
     max_time_s: float = 5.0
     min_rounds: int = 8
     warmup_ms: float = 50.0
@@ -109,13 +117,22 @@ class Settings:
     ort_opt_level: str = "all"
     cache: str = "warm"
     compile_mode: str | None = None
+    #: worker processes per test (``--hwopt-processes``); None: automatic, i.e.
+    #: :data:`AUTO_PROCESSES` only for checks still inconclusive at the time limit
+    processes: int | None = None
 
+
+#: worker processes for a check still straddling its budget at the time limit
+AUTO_PROCESSES: Final = 3
 
 DEVICE_PATTERN: Final = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def default_threads() -> int:
-    """Cores this process may run on."""
+    """Cores this process may run on (its CPU affinity): ``Settings.threads`` until the
+    plugin has chosen the session's count. Without ``--hwopt-threads`` the plugin lowers it
+    to the cores idle at start on first need (``hardware.threads``), before any backend is
+    built or variant measured."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -157,6 +174,7 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
         backends=backends,
         json_path=text("hwopt_json"),
         report_only=_flag(raw.get("hwopt_report_only")),
+        strict=_flag(raw.get("hwopt_strict"), "hwopt_strict"),
         max_time_s=number("hwopt_max_time", float, lambda v: v > 0, "seconds > 0, e.g. 5"),
         min_rounds=int(number("hwopt_min_rounds", int, lambda v: v >= 3,
                               "a whole number of rounds >= 3")),
@@ -173,7 +191,22 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
                               ("default", "reduce-overhead", "max-autotune",
                                "max-autotune-no-cudagraphs"))
                       if text("hwopt_compile_mode") else None),
+        processes=_processes(text("hwopt_processes")),
     )
+
+
+def _processes(value: str | None) -> int | None:
+    """``--hwopt-processes``: None for auto (the default), else a count >= 0."""
+    if value is None or value.lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise OptionError(f"--hwopt-processes={value}: expected auto or a whole number of "
+                          "worker processes >= 0 (0: never)")
+    return count
 
 
 def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
@@ -182,7 +215,7 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _flag(value: object) -> bool:
+def _flag(value: object, name: str = "hwopt_report_only") -> bool:
     if isinstance(value, bool):
         return value
     if value is None:
@@ -192,7 +225,7 @@ def _flag(value: object) -> bool:
         return True
     if text in ("", "0", "false", "no", "off"):
         return False
-    raise OptionError(f"hwopt_report_only = {value}: expected true or false")
+    raise OptionError(f"{name} = {value}: expected true or false")
 
 
 def _by_name(name: str) -> Option:

@@ -14,7 +14,7 @@ from typing import Final
 
 from pytest_hwopt.core import kinds
 from pytest_hwopt.core.accuracy import TOLERANCES, Tolerance
-from pytest_hwopt.core.devicekeys import Budget, resolve_budget
+from pytest_hwopt.core.devicekeys import Budget, DeviceKeyError, check_keys, resolve_budget
 from pytest_hwopt.core.kinds import Signature
 
 __all__ = ["BUDGET_KINDS", "SIGNATURES", "TOLERANCES", "Budget", "Requirement", "Signature",
@@ -136,6 +136,10 @@ def _budget(marker: str, key: str, value: object, *, allow_zero: bool) -> Budget
                 raise SpecError(f"{marker}: {key!r} per device needs device names as keys, "
                                 f"got {device!r}")
             out[device] = _number(f"{marker}: {key!r}[{device!r}]", number, allow_zero)
+        try:
+            check_keys(out)
+        except DeviceKeyError as exc:
+            raise SpecError(f"{marker}: {key!r} per device: {exc}") from None
         return out
     return _number(f"{marker}: {key!r}", value, allow_zero)
 

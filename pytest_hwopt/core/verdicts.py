@@ -5,6 +5,11 @@ meets the budget and fails when the whole interval misses it; in between it is
 ``inconclusive`` and the engine measures more. When time runs out the point
 estimate decides, and the check keeps the ``inconclusive`` label. How each kind
 is judged is its registry entry's evaluator (:mod:`.kinds`).
+
+Timed figures are read from undisturbed samples only (:mod:`.measurement`); a variant
+whose samples were mostly disturbed gives ``inconclusive`` checks with the reason
+("machine busy: ..."), never a pass or a fail. Every inconclusive check says why in
+``Check.reason``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pytest_hwopt.core.checks import (
     Check,
     Status,
 )
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
 from pytest_hwopt.core.specs import Spec
 
 __all__ = ["FAILED", "INCONCLUSIVE", "PASSED", "REPORTED", "SAMPLED_KINDS", "SKIPPED", "Check",
@@ -120,8 +125,10 @@ def reported_speedups(measurements: Mapping[str, Measurement], references: Seque
         for name, m in measurements.items():
             if name in references or (name, ref) in covered:
                 continue
-            ratio, low, high = stats.ratio_of_medians(measurements[ref].rounds_ms, m.rounds_ms,
-                                                      confidence)
+            ref_rounds, cand_rounds = clean_round_pairs(measurements[ref], m)
+            if not ref_rounds:
+                continue  # no round undisturbed on both sides: nothing to report
+            ratio, low, high = stats.ratio_of_medians(ref_rounds, cand_rounds, confidence)
             fmt = speedup.value_format
             message = (f"{speedup.subject_of(name, ref, 'min')}: "
                        f"{speedup.with_unit(format(ratio, fmt))} "

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from pytest_hwopt.core.devicekeys import CPU_FEATURES, cpu_feature_keys
 from pytest_hwopt.core.timing import CudaEventTimer, HostTimer, Timer
 from pytest_hwopt.hardware.memory import CudaPeak, MemoryPeak, peak_probe
 
@@ -21,11 +22,13 @@ if TYPE_CHECKING:
     from pytest_hwopt.hardware.peaks import MeasuredPeaks
 
 __all__ = ["CPU_FLAGS", "CudaPeak", "Device", "DeviceError", "Fact", "Facts", "cpu_device",
-           "cpu_facts", "cuda_device", "nvidia_driver_present", "resolve", "torch_installed"]
+           "cpu_facts", "cpuinfo_facts", "cuda_device", "nvidia_driver_present", "resolve",
+           "torch_installed"]
 # CudaPeak's home is .memory; it stays importable from here for older callers.
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile",
-             "amx_bf16", "amx_int8", "fma")
+#: the CPU flags recorded with results (``cpu_flags``) and named by feature keys
+#: (``cpu+avx512_vnni``); the list lives in core (:data:`.devicekeys.CPU_FEATURES`)
+CPU_FLAGS = CPU_FEATURES
 
 
 Fact = Union[str, int, float, list[str], None]
@@ -66,9 +69,14 @@ class Device:
             torch.cuda.synchronize(self.index)
 
     def budget_keys(self) -> list[str]:
-        """Keys a per-device budget is looked up by, most specific first."""
+        """Keys a per-device budget is looked up by, most specific first
+        (:mod:`pytest_hwopt.core.devicekeys`): the name, then on a CPU whose flags were read
+        one feature key per recognised flag (``cpu+avx2``, ``cpu-avx512_vnni``), then
+        ``cpu``; on a GPU ``cuda:N``, then ``cuda``."""
         if self.kind == "cpu":
-            return [self.name, "cpu"]
+            flags = self.facts.get("cpu_flags")
+            features = cpu_feature_keys(flags) if isinstance(flags, list) else []
+            return [self.name, *features, "cpu"]
         return [self.name, self.torch_device, "cuda"]
 
     def timer(self, cold_cache: bool = False) -> Timer:
@@ -155,22 +163,13 @@ def cpu_facts() -> Facts:
     Read from ``/proc`` where there is one; keys that cannot be read are left out.
     """
     facts: Facts = {"cpu": platform.processor() or platform.machine(),
-                             "machine": platform.machine(), "logical_cores": os.cpu_count()}
+                    "machine": platform.machine(), "logical_cores": os.cpu_count()}
     try:
         facts["usable_cores"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name":
-                facts["cpu"] = value.strip()
-            elif key in ("flags", "Features"):
-                present = set(value.split())
-                facts["cpu_flags"] = [f for f in CPU_FLAGS if f in present]
-                break
+        facts.update(cpuinfo_facts(Path("/proc/cpuinfo").read_text()))
     except OSError:
         pass
     try:
@@ -180,6 +179,23 @@ def cpu_facts() -> Facts:
                 break
     except OSError:
         pass
+    return facts
+
+
+def cpuinfo_facts(text: str) -> Facts:
+    """``cpu`` (the model name) and ``cpu_flags`` (the :data:`CPU_FLAGS` it has, in that
+    order) from the text of Linux's ``/proc/cpuinfo``, first processor only (x86 ``flags``,
+    Arm ``Features``); a key the text does not hold is left out."""
+    facts: Facts = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and "cpu" not in facts:
+            facts["cpu"] = value.strip()
+        elif key in ("flags", "Features"):
+            present = set(value.split())
+            facts["cpu_flags"] = [f for f in CPU_FLAGS if f in present]
+            break
     return facts
 
 

@@ -30,9 +30,10 @@ from pytest_hwopt.results.schema import (
 )
 from pytest_hwopt.results.terminal import (
     SUMMARY_HEADER,
-    _check_name,
+    check_name,
     format_value,
     status_counts,
+    status_text,
     summary_rows,
 )
 
@@ -317,9 +318,9 @@ def _speedup_figure(go: Any, checks: Sequence[CheckRecord]) -> Any:
     measured = [_float(c["measured"]) for c in rows]
     low = [_float(c["low"]) if _finite(c.get("low")) else m for c, m in zip(rows, measured)]
     high = [_float(c["high"]) if _finite(c.get("high")) else m for c, m in zip(rows, measured)]
-    hover = [_esc(str(c["test"])) + "<br>" + _esc(f"{_check_name(c)}: {format_value(m, 'x')} "
+    hover = [_esc(str(c["test"])) + "<br>" + _esc(f"{check_name(c)}: {format_value(m, 'x')} "
                     f"[{format_value(lo, 'x')}, {format_value(hi, 'x')}], "
-                    f"budget {format_value(c.get('budget'), 'x')}, {c.get('status')}")
+                    f"budget {format_value(c.get('budget'), 'x')}, {status_text(c)}")
              for c, m, lo, hi in zip(rows, measured, low, high)]
     colours = [STATUS_COLOURS.get(_status_class(str(c.get("status"))), "#555") for c in rows]
     fig = go.Figure(layout=_layout(go, len(rows), showlegend=False, bargap=0.35))

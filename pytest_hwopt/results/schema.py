@@ -119,6 +119,9 @@ class _VariantResultKeys(TypedDict):
     percentile_method: str
     samples: list[float]  # per-call times, ms
     rounds_ms: list[float]  # per-round block medians, ms
+    disturbed: list[bool]  # per sample: the process was kept from a CPU during it
+    disturbed_fraction: float  # of samples; statistics use the undisturbed ones
+    rounds_disturbed: list[bool]  # per round: its block had no undisturbed sample
 
 
 class VariantResult(_VariantResultKeys, total=False):
@@ -141,6 +144,9 @@ class VariantResult(_VariantResultKeys, total=False):
     backend: str
     precision: str
     preparation_warnings: list[str]
+    threads: int  # of every thread pool during the run (hardware.threads)
+    threads_source: str  # how it was chosen: "option", "idle cores (1 of 2 idle at start)"
+    thread_pools: dict[str, int]  # pool -> threads in force during the run
 
 
 class ResultRow(VariantResult):
@@ -167,6 +173,10 @@ class CheckDetail(TypedDict, total=False):
     current_ms: float | None
     p: float | None  # Mann-Whitney
     verdict: Verdict
+    #: the check repeated in fresh worker processes (``--hwopt-processes``): workers,
+    #: count (estimates combined, the in-run one first), values, seeds, seconds, failures,
+    #: method, confidence, in_run (the in-run verdict it replaced)
+    processes: dict[str, Any]
 
 
 class CheckRecord(TypedDict):
@@ -182,6 +192,7 @@ class CheckRecord(TypedDict):
     unit: str
     status: Status
     message: str
+    reason: str  # why an inconclusive check is inconclusive; "" otherwise
     metric: str
     test: str
     budget_key: str
@@ -232,6 +243,7 @@ class SettingsRecord(TypedDict):
     backends: list[str]
     json_path: str | None
     report_only: bool
+    strict: bool  # inconclusive checks fail their tests (--hwopt-strict)
     max_time_s: float
     min_rounds: int
     warmup_ms: float
@@ -242,6 +254,7 @@ class SettingsRecord(TypedDict):
     ort_opt_level: str
     cache: str
     compile_mode: str | None
+    processes: int | None  # --hwopt-processes; None: auto
 
 
 class _EnvironmentKeys(TypedDict):

@@ -15,8 +15,9 @@ from pytest_hwopt.core import kinds
 from pytest_hwopt.results.jsonio import jsonable, write_json_atomic
 from pytest_hwopt.results.schema import FORMAT, Record, document
 
-__all__ = ["JSON_VERSION", "SUMMARY_HEADER", "document", "format_value", "jsonable",
-           "note_lines", "status_counts", "summary_rows", "table", "totals_line",
+__all__ = ["JSON_VERSION", "SUMMARY_HEADER", "budget_text", "check_name", "document",
+           "format_value", "interval_text", "jsonable", "note_lines", "reason_text",
+           "status_counts", "status_text", "summary_rows", "table", "totals_line",
            "write_json_atomic"]
 
 JSON_VERSION: Final = FORMAT
@@ -46,16 +47,10 @@ def summary_rows(records: Iterable[Record]) -> list[list[str]]:
         if telemetry and telemetry.get("throttled"):
             flags.append("throttled")
         for check in rec.get("checks", []):
-            status: str = check["status"]
-            if status == "inconclusive":
-                status += " (pass)" if check["passed"] else " (fail)"
-            interval = ""
-            if check.get("low") is not None and check["low"] != check["high"]:
-                interval = (f"[{format_value(check['low'], check['unit'])}, "
-                            f"{format_value(check['high'], check['unit'])}]")
-            rows.append([test, _check_name(check), check["variant"],
-                         format_value(check.get("measured"), check["unit"]), interval,
-                         _budget_text(check), status, " ".join(flags)])
+            rows.append([test, check_name(check), check["variant"],
+                         format_value(check.get("measured"), check["unit"]),
+                         interval_text(check), budget_text(check), status_text(check),
+                         " ".join(flags)])
         if not rec.get("checks"):
             for var in rec.get("results", []):
                 rows.append([test, "median", var["variant"],
@@ -77,13 +72,44 @@ def note_lines(records: Iterable[Record]) -> list[str]:
     return lines
 
 
-def _check_name(check: Mapping[str, Any]) -> str:
+#: the reason of an inconclusive check that names none (documents written before checks
+#: carried a ``reason``): the interval straddled the budget when time ran out
+STRADDLES: Final = "interval straddles the budget"
+
+
+def reason_text(check: Mapping[str, Any]) -> str:
+    """Why a check came out as it did: its ``reason`` (``machine busy: 83% of samples
+    disturbed``); for an inconclusive check without one, that the interval straddles the
+    budget; else ``""``."""
+    reason = str(check.get("reason") or "")
+    if not reason and check.get("status") == "inconclusive":
+        return STRADDLES
+    return reason
+
+
+def status_text(check: Mapping[str, Any]) -> str:
+    """The status column: the status, with the check's reason in parentheses when it has
+    one (``inconclusive (machine busy: 83% of samples disturbed)``); an inconclusive
+    check always has one (:func:`reason_text`)."""
+    status, reason = str(check["status"]), reason_text(check)
+    return f"{status} ({reason})" if reason else status
+
+
+def interval_text(check: Mapping[str, Any]) -> str:
+    """The interval column: ``[2.90x, 3.10x]``; ``""`` for a single reading."""
+    if check.get("low") is None or check["low"] == check.get("high"):
+        return ""
+    return (f"[{format_value(check['low'], check['unit'])}, "
+            f"{format_value(check['high'], check['unit'])}]")
+
+
+def check_name(check: Mapping[str, Any]) -> str:
     """The check column: ``speedup vs naive``, ``latency p95``, ``cold start`` (the kind's
     registry entry words it; a check that is no budget kind reads as its kind)."""
     return kinds.check_name(check["kind"], check.get("vs"), check.get("metric", ""))
 
 
-def _budget_text(check: Mapping[str, Any]) -> str:
+def budget_text(check: Mapping[str, Any]) -> str:
     """The budget column: ``>= 2.00x``, ``<= 5 ms``, ``atol 0.0001``; ``-`` without one."""
     budget = check.get("budget")
     if budget is None:
@@ -119,11 +145,18 @@ def status_counts(checks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def totals_line(records: Sequence[Record], report_only: bool = False) -> str:
+def totals_line(records: Sequence[Record], report_only: bool = False,
+                strict: bool = False) -> str:
     """``hwopt: 2 test(s) measured on cpu; checks: 3 passed, 1 failed`` (statuses sorted;
-    ``no budgets`` without checks), with a note when budgets did not fail tests."""
+    ``no budgets`` without checks), with a note when budgets did not fail tests, or when
+    inconclusive checks only warned (they fail with ``strict``)."""
     counts = status_counts(check for rec in records for check in rec["checks"])
     device = records[0].get("device", "") if records else ""
     totals = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no budgets"
-    return (f"hwopt: {len(records)} test(s) measured on {device}; checks: {totals}"
-            + ("; report only: budgets did not fail tests" if report_only else ""))
+    note = ""
+    if report_only:
+        note = "; report only: budgets did not fail tests"
+    elif counts.get("inconclusive") and not strict:
+        note = ("; inconclusive checks warned (InconclusiveWarning) and did not fail tests: "
+                "--hwopt-strict fails them")
+    return f"hwopt: {len(records)} test(s) measured on {device}; checks: {totals}{note}"

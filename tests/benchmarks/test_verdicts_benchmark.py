@@ -95,9 +95,38 @@ def test_hwopt_record_wrong_verdict_is_not_an_error() -> None:
 
 def test_hwopt_record_exit_code_must_agree() -> None:
     rec = hwopt_record(run(hwopt_doc(True), code=1), 2.55)
-    assert rec["error"] == "exit code 1 disagrees with passed=True"
+    assert rec["error"] == "exit code 1 disagrees with status=passed, passed=True"
     assert rec["right"] is False and rec["output_tail"] == "tail"
+    assert rec["outcome"] == "error"
     assert hwopt_record(run(hwopt_doc(False), code=2), 3.45)["error"].startswith("exit code 2")
+
+
+@pytest.mark.parametrize("code", [0, 1])
+@pytest.mark.parametrize("point_passed", [True, False])
+def test_hwopt_record_inconclusive_from_the_status_not_the_exit_code(
+        code: int, point_passed: bool) -> None:
+    # inconclusive is a warning by default (exit 0) and a failure under --hwopt-strict (exit 1);
+    # either way it is neither right nor wrong, whatever its point estimate
+    doc = hwopt_doc(point_passed, measured=3.4, low=2.9, high=3.9, status="inconclusive")
+    rec = hwopt_record(run(doc, code=code), 3.45)
+    assert "error" not in rec
+    assert rec["outcome"] == "inconclusive" and rec["right"] is False
+    assert rec["expected"] == "fail" and rec["truth"] == 3.0
+    assert worth_keeping(rec)
+
+
+def test_hwopt_record_reads_the_speedup_check_beside_an_accuracy_check() -> None:
+    doc = hwopt_doc(True, measured=1.7, low=1.6, high=1.8)
+    checks = doc["checks"]
+    assert isinstance(checks, list)
+    checks[0].update({"kind": "speedup", "variant": "onnxruntime", "vs": "pytorch"})
+    checks.insert(0, {"kind": "accuracy", "passed": True, "status": "passed",
+                      "measured": 1e-6, "low": None, "high": None, "variant": "onnxruntime"})
+    rec = hwopt_record(run(doc, code=0), 1.41, truth=1.66)
+    assert rec["measured"] == 1.7 and rec["outcome"] == "right" and rec["expected"] == "pass"
+    assert (rec["baseline"], rec["candidate"]) == ("pytorch", "onnxruntime")
+    wrong = hwopt_record(run(doc, code=0), 1.91, truth=1.66)
+    assert wrong["outcome"] == "wrong" and wrong["expected"] == "fail"
 
 
 def test_hwopt_record_without_json() -> None:
@@ -135,16 +164,25 @@ def test_benchmark_records_one_verdict_per_budget() -> None:
     assert all(r["measured"] == pytest.approx(3.2) for r in recs)
     assert [r["passed"] for r in recs] == [True, False]
     assert [r["right"] for r in recs] == [True, True]
+    assert [r["outcome"] for r in recs] == ["right", "right"]
+    assert [r["expected"] for r in recs] == ["pass", "fail"]
     assert recs[0]["median_ms"] == {"slow": pytest.approx(0.96), "fast": pytest.approx(0.3)}
     assert recs[0]["rounds"] == {"slow": 100, "fast": 100}
     # a ratio above the upper budget: a false pass of 3.45
     high = benchmark_records(run(pb_doc(slow_s=1.05e-3, fast_s=0.3e-3), code=0))
     assert [r["right"] for r in high] == [True, False]
+    assert [r["outcome"] for r in high] == ["right", "wrong"]
+    # budgets around a measured truth (the model pair)
+    around = benchmark_records(run(pb_doc(slow_s=1.0e-3, fast_s=0.5e-3), code=0),
+                               budgets=(1.41, 1.91), truth=1.66)
+    assert [(r["budget"], r["expected"], r["outcome"]) for r in around] == [
+        (1.41, "pass", "right"), (1.91, "fail", "wrong")]
 
 
 def test_benchmark_records_errors() -> None:
     failed = benchmark_records(run(pb_doc(), code=1))
     assert all(r["error"] == "pytest exit code 1" and r["right"] is False for r in failed)
+    assert all(r["outcome"] == "error" for r in failed)
     assert all("passed" not in r and r["output_tail"] == "tail" for r in failed)
     timed_out = benchmark_records(run(None, code=None, error=FileNotFoundError("gone")))
     assert [r["error"] for r in timed_out] == ["timed out", "timed out"]
@@ -179,25 +217,48 @@ def test_summary_counts_and_order() -> None:
         rec("hwopt", "quiet", 2.55, True, 0.6, low=3.5, high=3.6, measured=3.55),
     ]
     rows = summary(records)
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("hwopt", "quiet", "2.55"), ("hwopt", "quiet", "3.45"), ("hwopt", "busy", "2.55"),
-        ("pytest-benchmark", "quiet", "3.45")]
+    # written before the model pair: no workload key, read as the synthetic "3n"; the earlier
+    # noise name "busy" sorts as "steady"
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("3n", "hwopt", "quiet", "2.55"), ("3n", "hwopt", "quiet", "3.45"),
+        ("3n", "hwopt", "busy", "2.55"), ("3n", "pytest-benchmark", "quiet", "3.45")]
     assert all(len(r) == len(HEADER) for r in rows)
     quiet_fail = dict(zip(HEADER, rows[1]))
     assert quiet_fail["right verdict"] == "fail"
+    # the inconclusive verdict is neither right nor wrong
     assert (quiet_fail["verdicts"], quiet_fail["right"], quiet_fail["wrong"],
-            quiet_fail["inconclusive"], quiet_fail["errors"]) == ("3", "1", "1", "1", "1")
+            quiet_fail["inconclusive"], quiet_fail["errors"]) == ("3", "1", "0", "1", "1")
     walls = [0.5, 0.7, 9.0]  # errors count in the time per verdict
     assert quiet_fail["median s/verdict"] == f"{median(walls):.2f}"
+    assert quiet_fail["median s/clear verdict"] == "0.50"  # only the decided one
     assert quiet_fail["p95 s/verdict"] == f"{percentile(walls, 95):.2f}"
     ratios = [3.0, 3.5]  # but not in the ratio spread
     assert quiet_fail["measured ratio p5 / median / p95"] == (
         f"{percentile(ratios, 5):.2f} / {median(ratios):.2f} / {percentile(ratios, 95):.2f}")
     assert quiet_fail["noise cores"] == "0.50"
     assert quiet_fail["outside cores (runs > 0.25)"] == f"{median([0.05, 0.07, 0.9]):.2f} (1)"
-    assert dict(zip(HEADER, rows[0]))["CI outside 2.55-3.45"] == "1"
+    assert dict(zip(HEADER, rows[0]))["CI outside the budgets"] == "1"
     pb = dict(zip(HEADER, rows[3]))
-    assert (pb["inconclusive"], pb["CI outside 2.55-3.45"], pb["wrong"]) == ("-", "-", "1")
+    assert (pb["inconclusive"], pb["CI outside the budgets"], pb["wrong"]) == ("-", "-", "1")
+
+
+def test_summary_of_two_workloads_uses_each_ones_budgets() -> None:
+    records = [
+        rec("hwopt", "crowded", 1.91, False, 4.0, measured=1.7, low=1.6, high=1.8,
+            status="inconclusive", outcome="inconclusive", expected="fail",
+            workload="ort-mlp", truth=1.66),
+        rec("hwopt", "crowded", 1.41, True, 3.0, measured=2.1, low=2.0, high=2.2,
+            status="passed", outcome="right", expected="pass", workload="ort-mlp", truth=1.66),
+        rec("hwopt", "quiet", 2.55, True, 0.6, outcome="right", expected="pass",
+            workload="3n"),
+    ]
+    rows = [dict(zip(HEADER, r)) for r in summary(records)]
+    assert [(r["workload"], r["noise"], r["budget"]) for r in rows] == [
+        ("3n", "quiet", "2.55"), ("ort-mlp", "crowded", "1.41"), ("ort-mlp", "crowded", "1.91")]
+    assert rows[2]["right verdict"] == "fail" and rows[2]["inconclusive"] == "1"
+    assert rows[2]["median s/clear verdict"] == "-"
+    # 2.0-2.2 lies wholly above the model pair's band 1.41-1.91 (not the synthetic 2.55-3.45)
+    assert rows[1]["CI outside the budgets"] == "1"
 
 
 def test_summary_without_cpu_figures() -> None:
@@ -223,10 +284,23 @@ def test_wrong_lines_lists_wrong_far_and_errors_of_hwopt_only() -> None:
     ]
     lines = wrong_lines(records)
     assert len(lines) == 2
-    assert lines[0].startswith("- wrong: busy min=3.45 rep 0: 3.60x [3.50, 3.70] passed")
+    assert lines[0].startswith("- wrong: 3n busy min=3.45 rep 0: 3.60x [3.50, 3.70] passed")
     assert "per-round ratios 3.33-4.00" in lines[0]
+    assert "median fast 0.300 ms, slow 1.100 ms" in lines[0]
     assert "hwopt contention 1.50 cores; outside load 0.10 cores" in lines[0]
-    assert lines[1] == "- quiet min=2.55 rep 3: error: no JSON (timed out)"
+    assert lines[1] == "- error: 3n quiet min=2.55 rep 3: no JSON (timed out)"
+
+
+def test_wrong_lines_name_the_model_pairs_variants() -> None:
+    r = rec("hwopt", "steady", 1.41, False, 1.0, measured=1.6, low=1.2, high=2.0,
+            status="inconclusive", outcome="inconclusive", workload="ort-mlp",
+            baseline="pytorch", candidate="onnxruntime",
+            rounds_ms={"pytorch": [1.0, 2.0], "onnxruntime": [0.5, 0.5]},
+            median_ms={"pytorch": 1.5, "onnxruntime": 0.5})
+    (line,) = wrong_lines([r])
+    assert line.startswith("- inconclusive: ort-mlp steady min=1.41 rep 0: 1.60x [1.20, 2.00]")
+    assert "per-round ratios 2.00-4.00" in line
+    assert "median onnxruntime 0.500 ms, pytorch 1.500 ms" in line
 
 
 def minimal_doc(runs: list[RunRecord]) -> ResultsDoc:
@@ -252,7 +326,7 @@ def test_report_and_results_file_round_trip(tmp_path: Path) -> None:
     assert again == doc
     text = report(again)
     assert "finished not finished" in text
-    assert "| hwopt | quiet | 2.55 | pass | 1 | 1 | 0 | 0 | 0 | 0 | 0.60 |" in text
+    assert "| 3n | hwopt | quiet | 2.55 | pass | 1 | 1 | 0 | 0 | 0 | 0 | 0.60 | 0.60 |" in text
     assert "wholly outside" not in text
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_hwopt.core import budgetfile
 from pytest_hwopt.core.budgetfile import BudgetEntry, BudgetFileError, apply, device_rank, parse
+from pytest_hwopt.core.devicekeys import cpu_feature_keys, resolve_budget
 from pytest_hwopt.core.specs import Spec, parse_marker
 
 CPU_KEYS = ["AMD EPYC 7763 64-Core Processor", "cpu"]
@@ -187,21 +188,132 @@ def test_node_id_patterns(pattern, nodeid, hit):
 
 
 @pytest.mark.parametrize("device,keys,rank", [
-    (None, CPU_KEYS, 2),
-    ("cpu", CPU_KEYS, 1),
-    ("CPU", CPU_KEYS, 1),
-    ("EPYC", CPU_KEYS, 0),
+    (None, CPU_KEYS, (2, 0)),
+    ("cpu", CPU_KEYS, (1, 0)),
+    ("CPU", CPU_KEYS, (1, 0)),
+    ("EPYC", CPU_KEYS, (0, 1)),
+    ("AMD EPYC 7763 64-Core Processor", CPU_KEYS, (0, 0)),
     ("cuda", CPU_KEYS, None),
-    ("H100", H100_KEYS, 0),
-    ("h100", H100_KEYS, 0),
-    ("cuda:0", H100_KEYS, 1),
+    ("H100", H100_KEYS, (0, 1)),
+    ("h100", H100_KEYS, (0, 1)),
+    ("cuda:0", H100_KEYS, (1, 0)),
     ("cuda:1", H100_KEYS, None),
-    ("cuda", H100_KEYS, 2),
+    ("cuda", H100_KEYS, (2, 0)),
     ("A100", H100_KEYS, None),
     ("cpu", H100_KEYS, None),
+    ("cpu+avx2", H100_KEYS, None),
 ])
 def test_device_rank(device, keys, rank):
     assert device_rank(device, keys) == rank
+
+
+# --- CPU feature keys in the file --------------------------------------------------------
+
+AVX2_KEYS = ["AMD EPYC 9R14", *cpu_feature_keys(["avx2", "fma"]), "cpu"]
+VNNI_KEYS = ["AMD EPYC 9R14", *cpu_feature_keys(["avx2", "fma", "avx512f", "avx512_vnni"]), "cpu"]
+
+
+@pytest.mark.parametrize("device,keys,matches", [
+    ("cpu+avx512_vnni", VNNI_KEYS, True),
+    ("cpu+avx512_vnni", AVX2_KEYS, False),
+    ("cpu-avx512_vnni", AVX2_KEYS, True),
+    ("cpu-avx512_vnni", VNNI_KEYS, False),
+    ("CPU+AVX2", AVX2_KEYS, True),
+    ("cpu+avx2-avx512_vnni", AVX2_KEYS, True),
+    ("cpu+avx2-avx512_vnni", VNNI_KEYS, False),
+    ("cpu+avx2", CPU_KEYS, False),  # flags unknown: no feature key matches
+    ("cpu-avx2", CPU_KEYS, False),
+    ("avx", AVX2_KEYS, False),  # a CPU name's part never matches a feature key's spelling
+])
+def test_device_rank_of_feature_keys(device, keys, matches):
+    assert (device_rank(device, keys) is not None) is matches
+
+
+def test_feature_key_ranks_between_the_cpu_name_and_cpu():
+    name, feature, more, kind = (device_rank(d, VNNI_KEYS) for d in
+                                 ("EPYC", "cpu+avx512_vnni", "cpu+avx2+avx512_vnni", "cpu"))
+    assert name < more < feature < kind
+
+
+def test_entry_with_a_feature_key_applies_on_cpus_with_the_flag_only():
+    entries = parse('''
+[[budget]]
+test = "*"
+device = "cpu"
+speedup = { min = 1.2, vs = "fp32", of = "int8" }
+
+[[budget]]
+test = "*"
+device = "cpu+avx512_vnni"
+speedup = { min = 3.0, vs = "fp32", of = "int8" }
+
+[[budget]]
+test = "*"
+latency = { p95_ms = { cpu = 9, "cpu-avx512_vnni" = 20, "cpu+avx512_vnni" = 5 } }
+''', "budgets.toml")
+    assert entries[1].device == "cpu+avx512_vnni"
+    for keys, minimum in ((VNNI_KEYS, 3.0), (AVX2_KEYS, 1.2), (CPU_KEYS, 1.2)):
+        specs: list[Spec] = []
+        apply(specs, entries, keys)
+        by_kind = {spec.kind: spec for spec in specs}
+        assert by_kind["speedup"].values["min"] == minimum
+        latency = by_kind["latency"].values["p95_ms"]
+        assert not isinstance(latency, float)
+        expected = {id(VNNI_KEYS): 5.0, id(AVX2_KEYS): 20.0, id(CPU_KEYS): 9.0}[id(keys)]
+        assert resolve_budget(latency, keys)[0] == expected
+
+
+def test_more_feature_conditions_win_in_the_file_and_ties_go_to_the_later_entry():
+    def run(*devices: str) -> float:
+        specs: list[Spec] = []
+        entries = [entry(d, Spec("speedup", {"min": float(n)}, vs="slow", of="fast"))
+                   for n, d in enumerate(devices)]
+        apply(specs, entries, VNNI_KEYS)
+        value = specs[0].values["min"]
+        assert isinstance(value, float)
+        return value
+
+    assert run("cpu+avx2+avx512_vnni", "cpu+avx512_vnni") == 0.0
+    assert run("cpu+avx512_vnni", "cpu+avx2+avx512_vnni") == 1.0
+    assert run("cpu+avx2", "cpu+avx512_vnni") == 1.0
+    assert run("cpu+avx512_vnni", "cpu+avx2") == 1.0
+    assert run("EPYC", "cpu+avx2+avx512_vnni") == 0.0
+
+
+@pytest.mark.parametrize("device,words", [
+    ("cpu+avx512vnni", ["unknown CPU flag 'avx512vnni'", "avx512_vnni, avx_vnni"]),
+    ("cpu+", ["malformed", "cpu+avx512_vnni"]),
+    ("cuda+fma", ["feature keys are for CPUs"]),
+    ("avx2", ["is a CPU flag", "'cpu+avx2'"]),
+])
+def test_bad_feature_key_in_device_names_file_line_and_key(device, words):
+    text = f'''
+[[budget]]
+test = "*"
+device = "{device}"
+speedup = {{ min = 2, vs = "a" }}
+'''
+    with pytest.raises(BudgetFileError) as info:
+        parse(text, "budgets.toml")
+    message = str(info.value)
+    assert message.startswith("budgets.toml:4: [[budget]] #1, key 'device': ")
+    assert f"{device!r}" in message
+    for word in words:
+        assert word in message
+
+
+def test_bad_feature_key_in_a_value_names_the_marker_and_key():
+    text = '''
+[[budget]]
+test = "*"
+speedup = { min = { cpu = 1, "cpu+avx2" = 2, "cpu+avx512_vnni" = 3 }, vs = "a" }
+'''
+    with pytest.raises(BudgetFileError) as info:
+        parse(text, "budgets.toml")
+    message = str(info.value)
+    assert message.startswith("budgets.toml:4: [[budget]] #1, key 'speedup': hwopt_speedup: "
+                              "'min' per device: ")
+    assert "'cpu+avx2+avx512_vnni'" in message
 
 
 def entry(device: str | None, *specs: Spec, source: str = "f:1") -> BudgetEntry:

@@ -159,7 +159,8 @@ def test_check_is_keyword_only_and_to_dict_keeps_its_shape():
     assert check.status is Status.FAILED
     d = check.to_dict()
     assert list(d) == ["kind", "variant", "vs", "budget", "measured", "low", "high", "unit",
-                       "status", "message", "metric", "test", "budget_key", "detail", "passed"]
+                       "status", "message", "reason", "metric", "test", "budget_key", "detail",
+                       "passed"]
     assert type(d["status"]) is str and d["status"] == "failed"
     assert list(d["detail"].items()) == [("baseline", "b.json"), ("p", 0.001),
                                          ("point_passed", False)]

@@ -35,7 +35,7 @@ def test_every_option_has_a_cli_flag_from_its_ini_key():
     assert {"--hwopt-device", "--hwopt-backends", "--hwopt-json", "--hwopt-report-only",
             "--hwopt-max-time", "--hwopt-min-rounds", "--hwopt-warmup-ms", "--hwopt-block-ms",
             "--hwopt-confidence", "--hwopt-threads", "--hwopt-seed"} <= {o.cli for o in OPTIONS}
-    assert [o.name for o in OPTIONS if o.flag] == ["hwopt_report_only"]
+    assert [o.name for o in OPTIONS if o.flag] == ["hwopt_report_only", "hwopt_strict"]
 
 
 def test_all_values_parsed():

@@ -263,3 +263,29 @@ def test_resolve_missing_device():
     assert resolve_budget({"cuda": 3.0}, ["cpu"]) == (None, "")
     assert resolve_budget({"H100": 3.0}, ["cpu"]) == (None, "")
     assert resolve_budget({"cuda": 3.0}, []) == (None, "")
+
+
+# --- CPU feature keys in markers ----------------------------------------------------------
+
+def test_marker_with_feature_keys_parses_and_resolves():
+    spec = parse_marker("speedup", (), {"min": {"cpu-avx512_vnni": 1.5, "cpu+avx512_vnni": 3,
+                                                "H100": 8}, "vs": "fp32"})
+    assert spec.values["min"] == {"cpu-avx512_vnni": 1.5, "cpu+avx512_vnni": 3.0, "H100": 8.0}
+    avx2_only = ["AMD EPYC 7R13", "cpu+avx2", "cpu-avx512_vnni", "cpu"]
+    assert resolve_budget(spec.values["min"], avx2_only) == (1.5, "cpu-avx512_vnni")
+
+
+@pytest.mark.parametrize("budget,words", [
+    ({"cpu+avx512vnni": 2.0}, ["unknown CPU flag 'avx512vnni'", "recognised flags: avx2"]),
+    ({"cpu+": 2.0}, ["'cpu+' is malformed"]),
+    ({"avx2": 2.0}, ["is a CPU flag", "'cpu+avx2'"]),
+    ({"cpu+avx2": 2.0, "cpu+fma": 3.0}, ["'cpu+avx2' and 'cpu+fma' both match",
+                                          "add 'cpu+avx2+fma'"]),
+])
+def test_bad_feature_key_names_marker_argument_and_key(budget, words):
+    with pytest.raises(SpecError) as info:
+        parse_marker("latency", (), {"p95_ms": budget})
+    message = str(info.value)
+    assert message.startswith("hwopt_latency: 'p95_ms' per device: device key")
+    for word in words:
+        assert word in message

@@ -54,7 +54,8 @@ def test_summary_rows_for_checks():
                    measured=None, low=None, high=None, status="skipped"),
         check_dict(kind="throughput", metric="min", vs=None, unit="items/s", budget=1000.0,
                    measured=1200.0, low=900.0, high=1500.0, status="inconclusive", passed=True),
-        check_dict(status="inconclusive", passed=False),
+        check_dict(status="inconclusive", passed=False,
+                   reason="machine busy: 83% of samples disturbed"),
     ]}
     assert summary_rows([rec]) == [
         ["t.py::test_a", "speedup vs naive", "fused", "3.00x", "[2.50x, 3.50x]", ">= 2.00x",
@@ -64,9 +65,9 @@ def test_summary_rows_for_checks():
         ["t.py::test_a", "accuracy vs naive", "fused", "2e-05", "", "atol 0.0001", "passed", ""],
         ["t.py::test_a", "cold start", "fused", "-", "", "-", "skipped", ""],
         ["t.py::test_a", "throughput", "fused", "1200 items/s", "[900 items/s, 1500 items/s]",
-         ">= 1000 items/s", "inconclusive (pass)", ""],
+         ">= 1000 items/s", "inconclusive (interval straddles the budget)", ""],
         ["t.py::test_a", "speedup vs naive", "fused", "3.00x", "[2.50x, 3.50x]", ">= 2.00x",
-         "inconclusive (fail)", ""],
+         "inconclusive (machine busy: 83% of samples disturbed)", ""],
     ]
 
 
