@@ -61,7 +61,8 @@ def test_onnxruntime_vs_eager_cnn_batch1(hwopt_bench):
     hwopt_bench.model(seeded(SmallCNN()), CASES["cnn"][1](), backend="onnxruntime")
 
 
-@hwopt.speedup(min={"cpu": 1.3}, vs="pytorch")
+# 1.6-1.7x on an AVX-512 CPU; 1.29-1.51x in 4 fresh processes on an AVX2-only AMD EPYC
+@hwopt.speedup(min={"cpu": 1.3, "cpu-avx512f": 1.1}, vs="pytorch")
 @hwopt.cold_start(max_s=120)
 def test_onnxruntime_vs_eager_mlp_batch32(hwopt_bench):
     hwopt_bench.model(seeded(MLP()), CASES["mlp"][1](), backend="onnxruntime")

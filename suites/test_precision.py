@@ -31,9 +31,13 @@ def test_bf16_autocast_decoder_batch32_amx(hwopt_bench, cpu_flags, hwopt_device)
     hwopt_bench.model(*decoder_batch32(hwopt_device), backend="pytorch", precision="bf16")
 
 
-@hwopt.speedup(min={"cpu": 2.0}, vs="onnxruntime", of="onnxruntime-int8")
+@hwopt.speedup(min={"cpu+avx512_vnni": 2.0, "cpu-avx512_vnni": 1.5}, vs="onnxruntime",
+               of="onnxruntime-int8")
 def test_ort_int8_dynamic_quantisation_mlp(hwopt_bench):
-    """ORT dynamic int8 vs fp32 ORT on the MLP: >= 2x (3.0-4.6x measured).
+    """ORT dynamic int8 vs fp32 ORT on the MLP: >= 2x with VNNI (3.0-4.6x measured on an
+    AVX-512 VNNI CPU); >= 1.5x without (1.94-2.25x in 4 fresh processes on an AVX2-only AMD
+    EPYC, where the weights are quantised to a 7-bit range so the u8s8 kernels do not
+    saturate: `pytest suites`, `.ci/run`).
 
     Gated by the int8 default: relative L2 error <= 5%, since int8 errors scale with the
     output's range rather than with each element.
