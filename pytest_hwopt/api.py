@@ -8,7 +8,7 @@ from typing import cast
 
 from pytest_hwopt.core import stats
 from pytest_hwopt.core.engine import Decided, Engine, EngineConfig, Fn, RunResult, Variant
-from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
+from pytest_hwopt.core.measurement import Measurement, MeasurementExtra, clean_round_pairs
 from pytest_hwopt.core.specs import Spec
 from pytest_hwopt.core.verdicts import Check, evaluate, undecided
 from pytest_hwopt.hardware.threads import IdleSampler, limited
@@ -93,6 +93,11 @@ def compare(a: Fn, b: Fn, *, min_speedup: float | None = None,
     run = _run(runner, [Variant(names[0], a), Variant(names[1], b)],
                decided if spec is not None else None, threads)
     base, cand = run.measurements[names[0]], run.measurements[names[1]]
-    ratio, low, high = stats.ratio_of_medians(base.rounds_ms, cand.rounds_ms, confidence)
+    # rounds undisturbed on both sides (all rounds when none is: a busy machine, and the
+    # check, if any, says so)
+    base_rounds, cand_rounds = clean_round_pairs(base, cand)
+    if not base_rounds:
+        base_rounds, cand_rounds = base.rounds_ms, cand.rounds_ms
+    ratio, low, high = stats.ratio_of_medians(base_rounds, cand_rounds, confidence)
     check = evaluate(spec, cand, base, [], confidence)[0] if spec is not None else None
     return Comparison(base, cand, ratio, low, high, confidence, check)
