@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwopt.backends import onnx_export
-from pytest_hwopt.backends.base import Backend, BackendError
+from pytest_hwopt.backends.base import Backend, BackendError, first_line
 from pytest_hwopt.backends.cache import ArtifactCache, model_fingerprint
 from pytest_hwopt.hardware.devices import cpu_facts
 
@@ -117,7 +117,7 @@ class OnnxRuntimeBackend(Backend):
                                            providers=self._providers(device))
         except Exception as exc:
             raise BackendError(f"ONNX Runtime session failed: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                               f"{first_line(exc, empty='')}") from exc
         facts.update({"providers": session.get_providers(), "opt_level": self.opt_level,
                       "intra_op_threads": self.threads, "spinning": self.spinning})
         if optimized.exists():

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwopt.backends.base import Backend, BackendError
+from pytest_hwopt.backends.base import Backend, BackendError, first_line
 
 if TYPE_CHECKING:
     from pytest_hwopt.hardware.devices import Device
@@ -83,7 +83,7 @@ class CompileBackend(Backend):
             run(*example_inputs)  # compile now, so its cost is counted as preparation
         except Exception as exc:
             raise BackendError(f"torch.compile failed on the first call: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+                               f"{type(exc).__name__}: {first_line(exc, empty='')}") from exc
         breaks = sum(counters["graph_break"].values())
         self._facts = {"compile_mode": mode, "graph_breaks": breaks,
                        "graph_break_reasons": sorted(map(str, counters["graph_break"]))[:10],

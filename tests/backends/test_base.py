@@ -21,3 +21,12 @@ def test_missing_modules_are_named() -> None:
     assert missing_modules(["json"]) is None
     assert missing_modules(["json", "no_such_module_here", "nor.this"]) == (
         "no_such_module_here, nor.this not installed")
+
+
+def test_an_exception_with_an_empty_or_blank_message_has_an_empty_first_line():
+    """A backend's error text never fails on a message that is empty or only a newline."""
+    from pytest_hwopt.backends.base import first_line
+
+    assert first_line(RuntimeError(""), empty="") == ""
+    assert first_line(RuntimeError("\n"), empty="") == ""
+    assert first_line(RuntimeError("\nsecond"), empty="") == "second"
