@@ -11,6 +11,7 @@ from pytest_hwopt._plugin.state import State, specs_key, state_of, uses_plugin
 if TYPE_CHECKING:
     from pytest_hwopt.backends.base import Backend
     from pytest_hwopt.core.specs import Requirement, Spec
+    from pytest_hwopt.hardware.devices import Device
 
 
 @pytest.hookimpl(trylast=True)
@@ -60,6 +61,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from pytest_hwopt.markers import marker_arguments
 
     specs: list[Spec] = []
+    bad = ""
     try:
         for kind in BUDGET_KINDS:
             for mark in reversed(list(item.iter_markers(name=f"hwopt_{kind}"))):
@@ -68,7 +70,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         requirements = [parse_requires(*marker_arguments(m))
                         for m in item.iter_markers(name="hwopt_requires")]
     except SpecError as exc:
-        pytest.fail(f"bad marker argument: {exc}", pytrace=False)
+        bad = str(exc)
+    if bad:  # failed outside the handler, so the message is printed once
+        pytest.fail(f"bad marker argument: {bad}", pytrace=False)
     item.config.hook.pytest_hwopt_budgets(item=item, specs=specs)
     item.stash[specs_key] = specs
     state = state_of(item.config)
@@ -87,14 +91,24 @@ def unavailable(name: str, backend: Backend, state: State) -> str | None:
     return None
 
 
+def _names_device(wanted: str, device: Device) -> bool:
+    """``cpu``, ``cuda``, ``cuda:N``, or a CPU feature key (``cpu+amx_bf16``) this CPU matches."""
+    from pytest_hwopt.core.devicekeys import feature_key, key_rank
+
+    if wanted.lower() in (device.kind, device.torch_device):
+        return True
+    return feature_key(wanted) is not None and key_rank(wanted, device.budget_keys()) is not None
+
+
 def unmet(req: Requirement, state: State) -> str | None:
     """Why ``req`` is not met on this session's device and backends (None when it is)."""
     device = state.device()
-    if req.devices:
-        wanted = [d.lower() for d in req.devices]
-        if device.kind not in wanted and device.torch_device not in wanted:
-            return (f"hwopt: requires device {' or '.join(req.devices)}; measuring on "
-                    f"{device.torch_device} ({device.name})")
+    if req.devices and not any(_names_device(d, device) for d in req.devices):
+        flags = device.facts.get("cpu_flags") if device.kind == "cpu" else None
+        shown = (f"{device.name}; flags {', '.join(flags)}" if isinstance(flags, list) and flags
+                 else device.name)
+        return (f"hwopt: requires device {' or '.join(req.devices)}; measuring on "
+                f"{device.torch_device} ({shown})")
     backends = state.backends()
     for name in req.backends:
         if name not in backends:

@@ -14,7 +14,14 @@ from typing import Final
 
 from pytest_hwopt.core import kinds
 from pytest_hwopt.core.accuracy import TOLERANCES, Tolerance
-from pytest_hwopt.core.devicekeys import Budget, DeviceKeyError, check_keys, resolve_budget
+from pytest_hwopt.core.devicekeys import (
+    Budget,
+    DeviceKeyError,
+    check_key,
+    check_keys,
+    feature_key,
+    resolve_budget,
+)
 from pytest_hwopt.core.kinds import Signature
 
 __all__ = ["BUDGET_KINDS", "SIGNATURES", "TOLERANCES", "Budget", "Requirement", "Signature",
@@ -107,8 +114,14 @@ def parse_requires(args: Sequence[object], kwargs: Mapping[str, object]) -> Requ
         given[key] = value
     if len(args) > len(allowed):
         raise SpecError("hwopt_requires: takes at most 2 positional arguments (device, backends)")
-    return Requirement(_names("device", given.get("device")),
-                       _names("backends", given.get("backends")))
+    devices = _names("device", given.get("device"))
+    for name in devices:
+        try:
+            check_key(name)  # a CPU feature key (cpu+amx_bf16) must be well formed
+            feature_key(name)
+        except DeviceKeyError as exc:
+            raise SpecError(f"hwopt_requires: {exc}") from None
+    return Requirement(devices, _names("backends", given.get("backends")))
 
 
 def _names(key: str, value: object) -> tuple[str, ...]:

@@ -68,3 +68,35 @@ def test_it(hwopt_bench):
     result.stdout.fnmatch_lines(["*hwopt_speedup: 'min' per device: device key "
                                  "'cpu+avx512vnni': unknown CPU flag 'avx512vnni'; "
                                  "recognised flags: avx2, fma*"])
+
+
+@pytest.mark.parametrize("facts,outcome", [(NO_VNNI, "skipped"), (VNNI, "passed")])
+def test_requires_a_cpu_feature(pytester, workloads, fast_args, monkeypatch, facts, outcome):
+    """``hwopt.requires(device="cpu+avx512_vnni")`` runs the test on CPUs with the flag and
+    skips it elsewhere, naming the CPU's flags."""
+    monkeypatch.setattr(devices, "cpu_facts", lambda: dict(facts))
+    pytester.makepyfile(test_it=workloads + '''
+@hwopt.requires(device=["cpu+avx512_vnni", "cuda"])
+def test_it(hwopt_bench):
+    hwopt_bench.measure("fast", fast)
+''')
+    result = pytester.runpytest(*fast_args, "-rs")
+    if outcome == "skipped":
+        # the only performance test skipped: the run fails, as a run that measured nothing
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*requires device cpu+avx512_vnni or cuda; measuring on "
+                                     "cpu (AMD EPYC 7R13 Processor; flags avx2, fma)*"])
+    else:
+        result.assert_outcomes(passed=1)
+
+
+def test_requires_with_a_malformed_feature_key_errors(pytester, workloads, fast_args):
+    pytester.makepyfile(test_it=workloads + '''
+@hwopt.requires(device="cpu+avx9000")
+def test_it(hwopt_bench):
+    hwopt_bench.measure("fast", fast)
+''')
+    result = pytester.runpytest(*fast_args)
+    result.assert_outcomes(errors=1)  # at set-up, as every bad marker argument
+    result.stdout.fnmatch_lines(["*hwopt_requires: device key 'cpu+avx9000': unknown CPU flag*"])
+    result.stdout.no_fnmatch_line("*During handling of the above exception*")
