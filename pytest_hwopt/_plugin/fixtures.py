@@ -93,7 +93,6 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     item = request.node
     specs: list[Spec] = item.stash.get(specs_key, [])
     model_path = _model_path(request, state, specs)
-    holder: list[Bench] = []
     engine = _engine(state)
     pools: dict[str, int] = {}
 
@@ -101,10 +100,9 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
         _record_threads(b, choice, pools)
         verdict.annotate(state, b)
 
-    bench = Bench(engine, lambda: verdict.stop_rule(specs, holder[0], state),
+    bench = Bench(engine, lambda b: verdict.stop_rule(specs, b, state),
                   lambda: _measuring(state, choice.count, pools), model_path,
                   after_run=after_run, capture=_graph_capture(state.device()))
-    holder.append(bench)
     item.stash[bench_key] = bench
     return bench
 

@@ -31,11 +31,12 @@ class Bench:
     """Variants registered by a test, measured interleaved after the test body or on ``run()``.
 
     Collaborators are passed in so this class knows nothing of pytest: the engine,
-    a factory for the "is every verdict clear?" callback, and a context manager
+    a factory for the "is every verdict clear?" callback (given this bench), and a context manager
     around the run (holds the device, watches it) that yields a dict of telemetry.
     """
 
-    def __init__(self, engine: Engine, decided: Callable[[], Decided | None] = lambda: None,
+    def __init__(self, engine: Engine,
+                 decided: Callable[[Bench], Decided | None] = lambda bench: None,
                  around_run: Callable[[], Around] | None = None,
                  prepare_model: PrepareModel | None = None,
                  after_run: Callable[[Bench], None] | None = None,
@@ -125,10 +126,11 @@ class Bench:
             raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
         if self.result is None:
             if self._around is None:
-                self.result = self._engine.run(list(self.variants.values()), self._decided())
+                self.result = self._engine.run(list(self.variants.values()), self._decided(self))
             else:
                 with self._around() as seen:
-                    self.result = self._engine.run(list(self.variants.values()), self._decided())
+                    self.result = self._engine.run(list(self.variants.values()),
+                                                   self._decided(self))
                 self.telemetry = seen
             if self._after_run is not None:
                 self._after_run(self)  # derived figures (roofline, energy) before anyone reads
