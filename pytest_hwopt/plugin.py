@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_hwopt._plugin import options
-from pytest_hwopt._plugin.state import State, state_key
-from pytest_hwopt.core.settings import Settings
-from pytest_hwopt.markers import MARKERS
+from pytest_hwopt._plugin.imports import load_plainly
+
+load_plainly()  # before the plugin's other modules are imported: see its docstring
+
+from pytest_hwopt._plugin import options  # noqa: E402
+from pytest_hwopt._plugin.state import State, state_key  # noqa: E402
+from pytest_hwopt.core.settings import Settings  # noqa: E402
+from pytest_hwopt.markers import MARKERS  # noqa: E402
 
 #: the plugin objects registered for a run, by name
 PARTS = ("hwopt-state", "hwopt-collection", "hwopt-fixtures", "hwopt-verdict",

@@ -7,6 +7,7 @@ type 7, the default of NumPy and R); intervals are distribution free.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
@@ -88,6 +89,20 @@ def ratio_of_medians(
     n = len(numerator_rounds)
     if n == 0 or n != len(denominator_rounds):
         raise ValueError("ratio needs the same, non-zero number of rounds on both sides")
+    # the stop rule and the final verdict ask about the same rounds: resample them once
+    return _paired_bootstrap(tuple(numerator_rounds), tuple(denominator_rounds),
+                             confidence, resamples, seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _paired_bootstrap(
+    numerator_rounds: tuple[float, ...],
+    denominator_rounds: tuple[float, ...],
+    confidence: float,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float, float]:
+    n = len(numerator_rounds)
     point = median(numerator_rounds) / median(denominator_rounds)
     if n < 3:
         return point, 0.0, math.inf

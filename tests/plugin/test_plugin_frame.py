@@ -136,3 +136,27 @@ def test_cpu(hwopt_bench):
     result = pytester.runpytest(*fast_args)
     result.assert_outcomes(passed=1, skipped=1)
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_plugin_modules_load_as_plain_byte_code_and_tests_keep_assert_messages(pytester):
+    """pytest rewrites the asserts of every module in a plugin's package. The plugin's modules
+    hold no test assertions, so they load from ordinary byte code (cached even where
+    ``PYTHONDONTWRITEBYTECODE`` stops pytest from caching rewritten code); the user's test files
+    keep pytest's assertion messages."""
+    pytester.makepyfile(test_it='''
+from _pytest.assertion.rewrite import AssertionRewritingHook
+
+import pytest_hwopt.core.kinds as kinds
+
+
+def test_plugin_module_is_not_rewritten():
+    assert not isinstance(kinds.__spec__.loader, AssertionRewritingHook)
+
+
+def test_user_asserts_are_still_rewritten():
+    measured = [1, 2]
+    assert measured == [1, 3]
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "E       assert [1, 2] == [1, 3]" in result.stdout.str()
