@@ -205,6 +205,8 @@ class Engine:
                 break
         per_call_ms = max(stats.median(recent or [first_s]) * 1000.0, 1e-6)
         per_sample = max(1, math.ceil(cfg.min_sample_ms / per_call_ms))
+        if getattr(self.timer, "one_call_per_sample", False):
+            per_sample = 1  # a cold cache (flushed before each sample) holds for one call only
         per_block = max(1, min(10_000, round(cfg.block_ms / (per_call_ms * per_sample))))
         plan = _Plan(variant, per_sample, per_block,
                      settle=per_call_ms * 2 <= cfg.block_ms)
