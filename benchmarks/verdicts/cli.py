@@ -32,7 +32,14 @@ from benchmarks.verdicts.environment import (
 from benchmarks.verdicts.noise import ALIASES, NOISES, Noise, canonical, usable_cores
 from benchmarks.verdicts.outcomes import budgets_around, expected_pass, outcome_of
 from benchmarks.verdicts.records import Calibration, ResultsDoc, RunRecord
-from benchmarks.verdicts.runs import TOOLS, RunSetup, measure_truth, run_benchmark, run_hwopt
+from benchmarks.verdicts.runs import (
+    TOOLS,
+    RunSetup,
+    measure_truth,
+    run_bare,
+    run_benchmark,
+    run_hwopt,
+)
 from benchmarks.verdicts.summary import read_results, report, workload_line, write_results
 from benchmarks.verdicts.workload import (
     ALL_WORKLOADS,
@@ -272,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     # alternate the budgets' order between repetitions
                     order = budgets if rep % 2 == 0 else budgets[::-1]
                     recs = [run_hwopt(setup, b) for b in order]
+                    bare = run_bare(setup)
+                    for r in recs:
+                        r["bare_wall_s"] = bare
                     done += len(recs)
                 else:
                     recs = run_benchmark(setup)

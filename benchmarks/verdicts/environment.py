@@ -141,14 +141,19 @@ def live_plugin(package: str | None) -> PluginCode:
 def snapshot_plugin(python: str, package: Path, dest: Path, tries: int = 5) -> PluginCode:
     """Copy the pytest_hwopt package under ``dest`` and check that the copy imports.
 
-    Retried ``tries`` times, 5 s apart: someone may be in the middle of editing
-    the package. Raises ``SystemExit`` if no copy imports.
+    The copy is byte-compiled with ``python -m compileall``, as ``pip install``
+    does, so runs (which set ``PYTHONDONTWRITEBYTECODE``) import it as users import
+    an installed package rather than compiling it in every process. Retried
+    ``tries`` times, 5 s apart: someone may be in the middle of editing the
+    package. Raises ``SystemExit`` if no copy imports.
     """
     last = ""
     for attempt in range(tries):
         target = dest / "pytest_hwopt"
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        subprocess.run([python, "-m", "compileall", "-q", str(target)], check=False,
+                       stdout=subprocess.DEVNULL)
         found = probe(python, str(dest))
         where = found.package
         if where and Path(where).resolve() == target.resolve():

@@ -43,7 +43,8 @@ class RunRecord(TypedDict, total=False):
     ``message``, ``rounds`` (an int), ``stopped``, ``elapsed_s``,
     ``contention`` (the plugin's figures), ``calls_per_sample``, ``rounds_ms``
     (per variant, the median of each round in ms), ``kept_json`` (path of the
-    full ``--hwopt-json`` kept for a wrong, failed or far-off verdict).
+    full ``--hwopt-json`` kept for a wrong, failed or far-off verdict),
+    ``bare_wall_s`` (a bare one-test pytest run beside it, ``runs.run_bare``).
     pytest-benchmark only: ``iqr_ms``, ``rounds`` and ``iterations`` per variant.
     Both: ``median_ms`` per variant (``"slow"``, ``"fast"``).
     """
@@ -64,6 +65,7 @@ class RunRecord(TypedDict, total=False):
     rounds: int | dict[str, int | None] | None
     stopped: str | None
     elapsed_s: float | None
+    bare_wall_s: float | None
     contention: dict[str, float | bool | None] | None
     median_ms: dict[str, float]
     iqr_ms: dict[str, float]

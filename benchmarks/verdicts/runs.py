@@ -264,6 +264,22 @@ def run_hwopt(setup: RunSetup, budget: float) -> RunRecord:
         return rec
 
 
+#: the reference for seconds per verdict: pytest with the same interpreter, plugins and
+#: options running one empty test (the host's speed drifts by 2x over minutes here)
+BARE_TEST: Final = "def test_nothing():\n    pass\n"
+
+
+def run_bare(setup: RunSetup) -> float | None:
+    """Wall seconds of a bare pytest run beside a verdict: :data:`BARE_TEST` with the
+    verdict's arguments; ``None`` if it did not pass."""
+    with tempfile.TemporaryDirectory(prefix="verdicts-bare-") as tmp:
+        d = Path(tmp)
+        (d / "pytest.ini").write_text(PYTEST_INI)
+        (d / "test_bare.py").write_text(BARE_TEST)
+        run = run_pytest(setup, [*setup.hwopt_base_args(), *setup.hwopt_args, "test_bare.py"], d)
+        return run.wall_s if run.exit_code == 0 else None
+
+
 def benchmark_records(run: PytestRun, budgets: tuple[float, ...] = BUDGETS,
                       truth: float = TRUE_RATIO) -> list[RunRecord]:
     """One verdict per budget from a pytest-benchmark run's ratio of medians.

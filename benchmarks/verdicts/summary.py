@@ -32,6 +32,7 @@ from pytest_hwopt.core.stats import median, percentile
 HEADER: Final = ("workload", "tool", "noise", "budget", "right verdict", "verdicts", "right",
                  "wrong", "inconclusive", "CI outside the budgets", "errors",
                  "median s/verdict", "median s/clear verdict", "p95 s/verdict",
+                 "median s over bare pytest (bare s)",
                  "measured ratio p5 / median / p95", "noise cores",
                  "outside cores (runs > 0.25)")
 
@@ -72,6 +73,16 @@ def _cores(records: Sequence[RunRecord],
     return out
 
 
+def _over_bare(records: Sequence[RunRecord]) -> str:
+    """Median of (verdict wall - bare pytest wall beside it), and the bare runs' median (s)."""
+    pairs = [(r["wall_s"], bare) for r in records
+             if (bare := r.get("bare_wall_s")) is not None]
+    if not pairs:
+        return "-"
+    return (f"{median([w - b for w, b in pairs]):.2f} "
+            f"({median([b for _, b in pairs]):.2f})")
+
+
 def summary(records: Sequence[RunRecord]) -> list[list[str]]:
     """One table row (cells as text, in :data:`HEADER` order) per (workload, tool, noise, budget).
 
@@ -80,7 +91,9 @@ def summary(records: Sequence[RunRecord]) -> list[list[str]]:
     (a pass or fail contrary to the truth), inconclusive (pytest-hwopt's check
     status; pytest-benchmark always decides) and errors. Errors are left out
     of the ratio spread; wall times (s) and CPU figures (cores) cover every
-    run; a *clear* verdict is a right or wrong one. A cell is ``-`` where it
+    run; a *clear* verdict is a right or wrong one; "over bare pytest" is the
+    median of each verdict's wall time less the bare one-test pytest run beside
+    it (``bare_wall_s``). A cell is ``-`` where it
     does not apply or nothing was measured. Records need ``tool``, ``noise``,
     ``budget``, ``wall_s`` and ``outcome`` (or, written before it, ``right``).
     """
@@ -121,7 +134,7 @@ def summary(records: Sequence[RunRecord]) -> list[list[str]]:
                      str(sum(1 for r in ok if _far(r, band[workload]))) if hwopt else "-",
                      str(outcomes.count("error")), f"{median(walls):.2f}",
                      f"{median(clear):.2f}" if clear else "-",
-                     f"{percentile(walls, 95):.2f}", ratio_text,
+                     f"{percentile(walls, 95):.2f}", _over_bare(rs), ratio_text,
                      f"{median(noise_c):.2f}" if noise_c else "-", outside_text])
     return rows
 

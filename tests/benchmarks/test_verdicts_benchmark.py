@@ -268,6 +268,15 @@ def test_summary_without_cpu_figures() -> None:
     assert row["noise cores"] == "-" and row["outside cores (runs > 0.25)"] == "-"
 
 
+def test_seconds_over_a_bare_pytest_run_beside_each_verdict() -> None:
+    # the host's speed drifts; each verdict is read against the bare run timed beside it
+    a, b, c = (rec("hwopt", "quiet", 2.55, True, w) for w in (1.0, 1.5, 1.2))
+    a["bare_wall_s"], b["bare_wall_s"], c["bare_wall_s"] = 0.5, 1.0, None
+    row = dict(zip(HEADER, summary([a, b, c])[0]))
+    assert row["median s over bare pytest (bare s)"] == "0.50 (0.75)"
+    assert dict(zip(HEADER, summary([c])[0]))["median s over bare pytest (bare s)"] == "-"
+
+
 def test_markdown_table() -> None:
     assert markdown([["1", "2"]], header=("a", "b")) == "| a | b |\n|---|---|\n| 1 | 2 |"
 
