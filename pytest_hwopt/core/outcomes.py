@@ -10,14 +10,18 @@ silences it). ``--hwopt-strict`` fails it outright.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from pytest_hwopt.core.checks import INCONCLUSIVE, Check
 
 __all__ = ["InconclusiveWarning", "Outcome", "inconclusive_text", "outcome", "reason_of",
-           "warn_inconclusive"]
+           "undecided_because", "warn_inconclusive"]
+
+#: how the reason of a check the machine was too busy to decide begins
+BUSY: str = "machine busy"
 
 #: the reason of an inconclusive check that names none (the interval straddled the budget)
 STRADDLES: str = "interval straddles the budget"
@@ -95,3 +99,19 @@ def warn_inconclusive(checks: Sequence[Check], filename: str, lineno: int) -> li
         except InconclusiveWarning:
             escalated.append(text)
     return escalated
+
+
+def undecided_because(checks: Iterable[Check], reason: str, kinds: Collection[str]
+                      ) -> list[Check]:
+    """``checks`` with every passed or failed check of ``kinds`` made inconclusive for
+    ``reason`` (e.g. the machine was too busy for the whole run to stand for a quiet one);
+    the other checks as they are. The measured figure and interval are kept."""
+    out = []
+    for c in checks:
+        if c.kind in kinds and c.status is not INCONCLUSIVE and c.status.value in (
+                "passed", "failed"):
+            c = dataclasses.replace(c, status=INCONCLUSIVE, reason=reason,
+                                    point_passed=c.status.value == "passed",
+                                    message=f"{c.message} (inconclusive: {reason})")
+        out.append(c)
+    return out

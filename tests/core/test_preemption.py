@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,26 @@ def test_probe_reads_the_real_counters():
     assert switches >= 0 and wait >= 0
     assert later[0] >= switches and later[1] >= wait
     if Path("/proc/thread-self/schedstat").exists():
-        fields = Path("/proc/thread-self/schedstat").read_text().split()
-        assert int(fields[1]) >= wait  # the same counter, read again later
+        # the same counters (every thread of the process), read again later
+        tasks = Path("/proc/self/task").glob("*/schedstat")
+        assert sum(int(t.read_text().split()[1]) for t in tasks) >= wait
+
+
+def test_probe_sums_the_run_queue_wait_of_every_thread_of_the_process(tmp_path):
+    """A pool's worker that waited for a neighbour's time slice holds the calling thread at
+    the pool's barrier without any wait of its own: the workers' waits count too."""
+    me = threading.get_native_id()
+    task = tmp_path / "self" / "task"
+    for tid, wait in ((me, 1_000), (me + 1, 20_000), (me + 2, 300)):
+        (task / str(tid)).mkdir(parents=True)
+        (task / str(tid) / "schedstat").write_text(f"5000 {wait} 3\n")
+    probe = Preemption(proc=tmp_path)
+    with probe.reading() as read:
+        before = read()
+        (task / str(me + 1) / "schedstat").write_text("9000 2020000 4\n")  # waited 2 ms
+        after = read()
+    assert before[1] == 21_300 and after[1] - before[1] == 2_000_000
+    assert probe.disturbed(before, after, seconds=0.004)
 
 
 def test_probe_without_proc_still_counts_switches(tmp_path):

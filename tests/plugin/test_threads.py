@@ -186,3 +186,33 @@ def test_help_names_the_pools():
     out = subprocess.run([sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
                          capture_output=True, text=True, timeout=120).stdout
     assert "--hwopt-threads" in out and "idle" in out
+
+
+# the project's filterwarnings = error reaches in-process pytester sessions
+@pytest.mark.filterwarnings("default::pytest_hwopt.InconclusiveWarning")
+def test_pools_without_a_free_core_per_thread_make_the_verdict_inconclusive(
+        pytester, fast_args, monkeypatch):
+    """With --hwopt-threads=2 and a neighbour keeping one of two cores busy, every pool's
+    barrier waits for a thread the scheduler gave away: the speedup is inconclusive, with the
+    reason, and the measured figure stays in the JSON."""
+    from pytest_hwopt.core import contention
+
+    def neighbour_on_one_core(before, after):
+        return contention.Contention(other_busy_cores=1.0, steal_fraction=0.0, load1=2.0)
+
+    monkeypatch.setattr(contention, "contention", neighbour_on_one_core)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    pytester.makepyfile(test_it='''
+from pytest_hwopt import hwopt
+
+@hwopt.speedup(min=1.5, vs="slow")
+def test_pair(hwopt_bench):
+    hwopt_bench.measure("slow", lambda: sum(range(3000)))
+    hwopt_bench.measure("fast", lambda: sum(range(1000)))
+''')
+    result = pytester.runpytest(*fast_args, "--hwopt-threads=2", "--hwopt-json=out.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*InconclusiveWarning*machine busy: other processes kept "
+                                 "1.00 of 2 cores busy while every pool ran 2 threads*"])
+    check = json.loads((pytester.path / "out.json").read_text())["checks"][0]
+    assert check["status"] == "inconclusive" and check["measured"] > 1.5
