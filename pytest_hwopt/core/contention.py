@@ -19,6 +19,10 @@ from typing import Any, Final, Protocol
 
 CONTENDED_CORES = 0.25  # other processes using more than a quarter of a core
 CONTENDED_STEAL = 0.05  # or the hypervisor stealing more than 5% of the time
+#: a run whose own CPU time over its wall time stays under this used one core at a time
+#: (2-core CI machine: a pure-Python loop reads 0.99 beside a busy neighbour; ONNX Runtime
+#: vs eager PyTorch with two threads per pool 1.76-1.84 quiet, 1.12-1.21 beside one)
+ONE_CORE = 1.05
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -33,11 +37,13 @@ class CpuSnapshot:
 
 @dataclass(frozen=True)
 class Contention:
-    """CPU activity outside this process during a measurement."""
+    """CPU activity outside this process during a measurement, and this process's own
+    (``own_cores``: its CPU time over the wall time, every thread; None where unknown)."""
 
     other_busy_cores: float | None
     steal_fraction: float | None
     load1: float | None
+    own_cores: float | None = None
 
     @property
     def contended(self) -> bool:
@@ -46,7 +52,8 @@ class Contention:
 
     def to_dict(self) -> dict[str, Any]:
         return {"other_busy_cores": self.other_busy_cores, "steal_fraction": self.steal_fraction,
-                "load1": self.load1, "contended": self.contended}
+                "load1": self.load1, "own_cores": self.own_cores,
+                "contended": self.contended}
 
 
 def snapshot(stat_path: Path = Path("/proc/stat")) -> CpuSnapshot:
@@ -71,13 +78,16 @@ def contention(before: CpuSnapshot, after: CpuSnapshot) -> Contention:
     """Cores kept busy by other processes, and the steal fraction, between two snapshots."""
     wall = after.wall - before.wall
     load1 = _load1()
+    own = after.own_cpu_s - before.own_cpu_s
+    own_cores = own / wall if wall > 0 else None
     if before.busy_s is None or after.busy_s is None or wall <= 0:
-        return Contention(None, None, load1)
-    others = (after.busy_s - before.busy_s) - (after.own_cpu_s - before.own_cpu_s)
+        return Contention(None, None, load1, own_cores)
+    others = (after.busy_s - before.busy_s) - own
     total = (after.total_s or 0) - (before.total_s or 0)
     steal = (after.steal_s or 0) - (before.steal_s or 0)
     # /proc/stat ticks are coarse (10 ms): clamp the rounding below zero
-    return Contention(max(0.0, others / wall), (steal / total) if total > 0 else 0.0, load1)
+    return Contention(max(0.0, others / wall), (steal / total) if total > 0 else 0.0, load1,
+                      own_cores)
 
 
 def oversubscribed(c: Contention, threads: int, cores: int) -> str:
@@ -90,10 +100,14 @@ def oversubscribed(c: Contention, threads: int, cores: int) -> str:
     2-core machine, ONNX Runtime vs eager PyTorch on a small MLP read 2.0-2.4x (tight
     intervals) from samples with no involuntary switch and no run-queue wait, against 1.6x
     quiet. So such a run decides nothing: free cores (``cores - other_busy_cores``) plus
-    :data:`CONTENDED_CORES` must cover ``threads``. Single-threaded work is judged per
-    sample instead (:class:`Preemption`); without ``/proc/stat`` nothing is said.
+    :data:`CONTENDED_CORES` must cover ``threads``. Work that used no more than
+    :data:`ONE_CORE` cores of its own (pure Python, whatever the pools' size) is
+    single-threaded: it is judged per sample instead (:class:`Preemption`); without
+    ``/proc/stat`` nothing is said.
     """
     if threads <= 1 or c.other_busy_cores is None:
+        return ""
+    if c.own_cores is not None and c.own_cores <= ONE_CORE:
         return ""
     if cores - c.other_busy_cores + CONTENDED_CORES >= threads:
         return ""

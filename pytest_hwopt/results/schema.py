@@ -40,11 +40,13 @@ Verdict = Literal["regression", "improvement", "unchanged", "new", "missing"]
 # ---- one test ----------------------------------------------------------------------------
 
 class Contention(TypedDict):
-    """CPU time other processes used during the rounds (``core.contention``)."""
+    """CPU time other processes used during the rounds, and the run's own cores
+    (``core.contention``)."""
 
     other_busy_cores: float | None
     steal_fraction: float | None
     load1: float | None
+    own_cores: float | None
     contended: bool
 
 

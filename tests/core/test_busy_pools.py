@@ -7,8 +7,8 @@ from pytest_hwopt.core.contention import Contention, oversubscribed
 from pytest_hwopt.core.outcomes import undecided_because
 
 
-def busy(cores: float | None) -> Contention:
-    return Contention(other_busy_cores=cores, steal_fraction=0.0, load1=1.0)
+def busy(cores: float | None, own: float | None = 1.9) -> Contention:
+    return Contention(other_busy_cores=cores, steal_fraction=0.0, load1=1.0, own_cores=own)
 
 
 def test_two_threads_with_a_neighbour_on_one_of_two_cores_are_oversubscribed():
@@ -22,6 +22,12 @@ def test_free_cores_for_every_thread_or_one_thread_decide_as_usual():
     assert oversubscribed(busy(1.9), threads=1, cores=2) == ""  # judged per sample instead
     assert oversubscribed(busy(2.0), threads=4, cores=8) == ""
     assert oversubscribed(busy(None), threads=2, cores=2) == ""  # no /proc/stat: nothing said
+
+
+def test_work_that_used_one_core_is_judged_per_sample_whatever_the_pools_size():
+    # a pure-Python loop under --hwopt-threads=2: the pools are idle, nothing waits at them
+    assert oversubscribed(busy(1.0, own=0.98), threads=2, cores=2) == ""
+    assert oversubscribed(busy(1.0, own=None), threads=2, cores=2) != ""  # unknown: careful
 
 
 def test_sampled_checks_become_inconclusive_keeping_their_figures():

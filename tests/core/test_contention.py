@@ -77,8 +77,9 @@ def test_contended_thresholds(cores, steal, contended):
 
 
 def test_contention_to_dict():
-    assert Contention(1.0, 0.0, 2.5).to_dict() == {"other_busy_cores": 1.0, "steal_fraction": 0.0,
-                                                   "load1": 2.5, "contended": True}
+    assert Contention(1.0, 0.0, 2.5, 1.9).to_dict() == {
+        "other_busy_cores": 1.0, "steal_fraction": 0.0, "load1": 2.5, "own_cores": 1.9,
+        "contended": True}
 
 
 def test_snapshot_reads_proc_stat(tmp_path):

@@ -198,7 +198,8 @@ def test_pools_without_a_free_core_per_thread_make_the_verdict_inconclusive(
     from pytest_hwopt.core import contention
 
     def neighbour_on_one_core(before, after):
-        return contention.Contention(other_busy_cores=1.0, steal_fraction=0.0, load1=2.0)
+        return contention.Contention(other_busy_cores=1.0, steal_fraction=0.0, load1=2.0,
+                                     own_cores=1.8)
 
     monkeypatch.setattr(contention, "contention", neighbour_on_one_core)
     monkeypatch.setattr("os.cpu_count", lambda: 2)
