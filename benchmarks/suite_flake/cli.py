@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "clone); default: one cache shared by all runs")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs pytest (default: this one)")
+    p.add_argument("--plugin-dir", default=None,
+                   help="the pytest_hwopt package directory to copy (e.g. in a git worktree "
+                        "of one commit) instead of the one the interpreter imports")
     p.add_argument("--live-plugin", action="store_true",
                    help="import pytest_hwopt from where it is installed instead of a copy")
     p.add_argument("--timeout", type=float, default=900.0,
@@ -224,8 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     noise: Noise | None = None
     doc: dict[str, Any] | None = None
     try:
-        if not args.live_plugin and found.package is not None:
-            plugin = snapshot_plugin(args.python, Path(found.package), Path(snapdir))
+        source = args.plugin_dir or found.package
+        if not args.live_plugin and source is not None:
+            plugin = snapshot_plugin(args.python, Path(source), Path(snapdir))
             pythonpath: str | None = snapdir
         else:
             plugin, pythonpath = live_plugin(found.package), None

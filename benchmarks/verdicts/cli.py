@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{FAST_TARGET_MS} ms)")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs pytest (default: this one)")
+    p.add_argument("--plugin-dir", default=None,
+                   help="the pytest_hwopt package directory to copy (e.g. in a git worktree "
+                        "of one commit) instead of the one the interpreter imports")
     p.add_argument("--live-plugin", action="store_true",
                    help="import pytest_hwopt from where it is installed instead of a copy "
                         "taken at start")
@@ -217,8 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc: ResultsDoc | None = None
     t_start = time.perf_counter()
     try:
-        if "hwopt" in tools and not args.live_plugin and found.package is not None:
-            plugin = snapshot_plugin(args.python, Path(found.package), Path(snapdir))
+        source = args.plugin_dir or found.package
+        if "hwopt" in tools and not args.live_plugin and source is not None:
+            plugin = snapshot_plugin(args.python, Path(source), Path(snapdir))
             pythonpath: str | None = snapdir
         else:
             plugin = live_plugin(found.package)
