@@ -1,0 +1,206 @@
+"""Change points in a series of runs, and whether a new run departs from its history.
+
+No pytest, no torch. A series is one variant's per-run median time (or its within-run
+ratio to a reference variant) on one machine fingerprint, oldest first; everything here
+works on the logarithms of those values, so a step is a factor and a spread is relative.
+
+**Change points** (:func:`detect`), in two stages, the shape of Apache Otava's method
+(E-Divisive means: candidate change points, then a significance test that drops the weak
+ones and tests again):
+
+1. *Candidates*: ``ruptures``' PELT search (Killick, Fearnhead and Eckley, "Optimal detection
+   of changepoints with a linear computational cost", JASA 2012) with the least-squares cost
+   ``l2`` (a change in the mean of the log values), segments of one run allowed (a step at the
+   newest run must show at once), and the penalty ``PENALTY * sigma^2 * ln(n)`` per change
+   point: the BIC's ``ln(n)`` per parameter, ``sigma`` the noise read from the differences of
+   successive runs (their median absolute deviation x 1.4826 / sqrt(2), robust to the steps
+   themselves; at least :data:`SPREAD_FLOOR`). ``ruptures`` (with NumPy and SciPy) is the
+   optional extra ``history``: ``pip install 'pytest-hwopt[history]'``.
+2. *Significance*: each candidate's step is tested with Student's two-sample t-test on the
+   log values of the segments either side (pooled variance, at least :data:`SPREAD_FLOOR`;
+   a one-run segment borrows the other side's spread). A candidate with ``p >= alpha``
+   (:data:`ALPHA`) or a step under :data:`MIN_STEP` is dropped, the weakest first, and the
+   rest are tested again with the merged segments, until every remaining one holds.
+
+**A new run against its history** (:func:`judge`): the history is the runs since the last
+change point; the new value's ratio to their geometric mean is a regression when it is
+beyond the one-sided ``1 - alpha`` prediction limit of a normal sample of the log values,
+``exp(t(n-1) * s * sqrt(1 + 1/n))`` (Student t with ``n - 1`` degrees of freedom; the
+threshold Bencher's t-test uses), and at least ``1 + MIN_STEP``. Fewer than
+:data:`MIN_RUNS` runs decide nothing.
+
+Parameters, weighed: ``ALPHA`` 0.01 keeps false alarms near 1 in 100 per series tested (a
+suite of 50 variants may see one in two runs of a noisy history, which the ``MIN_STEP``
+floor mostly removes); ``MIN_STEP`` 5% is below the 20% a change must show and above the
+1-3% medians move between quiet runs; ``PENALTY`` 2 (twice BIC's) keeps PELT from cutting
+at every burst; ``MIN_RUNS`` 3 is the fewest runs that give a spread with two degrees of
+freedom.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Final
+
+from pytest_hwopt.core.combine import t_quantile, t_two_sided
+from pytest_hwopt.core.stats import median
+
+ALPHA: Final = 0.01
+MIN_STEP: Final = 0.05
+PENALTY: Final = 2.0
+MIN_RUNS: Final = 3
+#: the smallest run-to-run spread (standard deviation of log values) assumed: 0.5%
+SPREAD_FLOOR: Final = 0.005
+
+INSTALL_HINT: Final = "pip install 'pytest-hwopt[history]'"
+
+
+class MissingLibrary(RuntimeError):
+    """Change-point detection needs ``ruptures``; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """A significant step in a series: ``index`` is the first value after it."""
+
+    index: int
+    before: float  # geometric mean of the segment before
+    after: float  # of the segment after
+    p: float  # two-sided t-test of the two segments' log values
+
+    @property
+    def step(self) -> float:
+        """``after / before - 1``: +0.25 for 25% slower (a time series)."""
+        return self.after / self.before - 1.0
+
+
+def ruptures_available() -> bool:
+    try:
+        import_module("ruptures")
+    except ImportError:
+        return False
+    return True
+
+
+def _logs(values: Sequence[float]) -> list[float]:
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise ValueError("a series holds positive, finite values only")
+    return [math.log(v) for v in values]
+
+
+def noise(logs: Sequence[float]) -> float:
+    """The run-to-run noise of log values: MAD of successive differences x 1.4826 / sqrt(2),
+    at least :data:`SPREAD_FLOOR`."""
+    diffs = [b - a for a, b in zip(logs, logs[1:])]
+    if not diffs:
+        return SPREAD_FLOOR
+    centre = median(diffs)
+    mad = median([abs(d - centre) for d in diffs])
+    return max(mad * 1.4826 / math.sqrt(2.0), SPREAD_FLOOR)
+
+
+def candidates(logs: Sequence[float], penalty: float = PENALTY) -> list[int]:
+    """PELT's change points of log values (indices of the first value after each)."""
+    n = len(logs)
+    if n < 2:
+        return []
+    try:
+        rpt: Any = import_module("ruptures")
+        np: Any = import_module("numpy")
+    except ImportError as exc:
+        raise MissingLibrary(f"change-point detection needs ruptures ({exc}): "
+                             f"{INSTALL_HINT}") from None
+    sigma = noise(logs)
+    algo = rpt.Pelt(model="l2", min_size=1, jump=1).fit(np.asarray(logs).reshape(-1, 1))
+    ends = algo.predict(pen=penalty * sigma * sigma * math.log(n))
+    return [int(i) for i in ends if 0 < int(i) < n]
+
+
+def step_p(before: Sequence[float], after: Sequence[float]) -> float:
+    """Two-sided p of Student's pooled two-sample t-test on log values; 1.0 without a degree
+    of freedom (two single runs). The pooled deviation is at least :data:`SPREAD_FLOOR`."""
+    na, nb = len(before), len(after)
+    df = na + nb - 2
+    if na == 0 or nb == 0 or df < 1:
+        return 1.0
+    ma, mb = sum(before) / na, sum(after) / nb
+    ss = sum((x - ma) ** 2 for x in before) + sum((x - mb) ** 2 for x in after)
+    s = max(math.sqrt(ss / df), SPREAD_FLOOR)
+    t = abs(mb - ma) / (s * math.sqrt(1.0 / na + 1.0 / nb))
+    return max(0.0, 1.0 - t_two_sided(t, df))
+
+
+def detect(values: Sequence[float], *, alpha: float = ALPHA, min_step: float = MIN_STEP,
+           penalty: float = PENALTY) -> list[ChangePoint]:
+    """The significant change points of a series of positive values (see the module
+    docstring), oldest first. ValueError for a value that is not positive and finite;
+    :class:`MissingLibrary` without ruptures (not needed below 3 values)."""
+    logs = _logs(values)
+    if len(logs) < 3:
+        return []
+    cuts = candidates(logs, penalty)
+    while True:
+        found = _tested(logs, cuts)
+        weak = [(cp.p, -abs(math.log(cp.after / cp.before)), k)
+                for k, cp in enumerate(found)
+                if cp.p >= alpha or abs(math.log(cp.after / cp.before)) < math.log1p(min_step)]
+        if not weak:
+            return found
+        cuts.pop(max(weak)[2])
+
+
+def _tested(logs: Sequence[float], cuts: Sequence[int]) -> list[ChangePoint]:
+    edges = [0, *cuts, len(logs)]
+    out = []
+    for k in range(1, len(edges) - 1):
+        before, after = logs[edges[k - 1]:edges[k]], logs[edges[k]:edges[k + 1]]
+        out.append(ChangePoint(edges[k], math.exp(sum(before) / len(before)),
+                               math.exp(sum(after) / len(after)), step_p(before, after)))
+    return out
+
+
+def newest_segment(values: Sequence[float], points: Sequence[ChangePoint]) -> list[float]:
+    """The values since the last change point (all of them without one)."""
+    start = points[-1].index if points else 0
+    return list(values[start:])
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A new value against the runs before it (:func:`judge`)."""
+
+    runs: int  # runs of the history it was judged against
+    typical: float  # their geometric mean
+    spread: float  # standard deviation of their log values (at least SPREAD_FLOOR)
+    limit: float  # ratio beyond which the new value is a change (> 1)
+    ratio: float  # new / typical
+    p: float  # one-sided: of a value at least this far out in its direction
+
+    @property
+    def slower(self) -> bool:
+        return self.ratio > self.limit
+
+    @property
+    def faster(self) -> bool:
+        return self.ratio < 1.0 / self.limit
+
+
+def judge(history: Sequence[float], value: float, *, alpha: float = ALPHA,
+          min_step: float = MIN_STEP) -> Judgement | None:
+    """``value`` against ``history`` (oldest first); None with fewer than :data:`MIN_RUNS`
+    runs. See the module docstring for the limit."""
+    if len(history) < MIN_RUNS:
+        return None
+    logs = _logs(history)
+    (x,) = _logs([value])
+    n = len(logs)
+    m = sum(logs) / n
+    s = max(math.sqrt(sum((v - m) ** 2 for v in logs) / (n - 1)), SPREAD_FLOOR)
+    scale = s * math.sqrt(1.0 + 1.0 / n)
+    limit = max(math.exp(t_quantile(1.0 - 2.0 * alpha, n - 1) * scale), 1.0 + min_step)
+    t = abs(x - m) / scale
+    p = max(0.0, (1.0 - t_two_sided(t, n - 1)) / 2.0)
+    return Judgement(n, math.exp(m), s, limit, math.exp(x - m), p)

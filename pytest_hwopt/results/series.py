@@ -1,0 +1,252 @@
+"""Series of a history store: per machine fingerprint, test and variant, and the verdicts on
+them (``pytest-hwopt history`` and ``--hwopt-compare=history``).
+
+No pytest, no torch. Two series per variant and machine: its per-run median time (ms), and,
+where the variant has a reference inside its runs (a speedup check's ``vs``, a model
+candidate's eager run), its within-run ratio ``median / reference median``, which a machine
+that is slower today for every variant leaves unchanged. A variant's change counts as a
+slowdown only when both of its series show it (one series where it has no reference).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from pytest_hwopt.results import changepoints
+from pytest_hwopt.results.changepoints import ChangePoint, Judgement
+from pytest_hwopt.results.history import Point, RunInfo, machine_label
+from pytest_hwopt.results.terminal import table
+
+Kind = Literal["time", "ratio"]
+TIME: Final = "time"
+RATIO: Final = "ratio"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One variant's values on one machine, oldest run first: times (ms) or ratios (x)."""
+
+    fingerprint: str
+    test: str
+    variant: str
+    kind: Kind
+    reference: str | None
+    runs: tuple[RunInfo, ...]
+    values: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        """The variant, or ``fast / slow`` for a ratio series."""
+        return f"{self.variant} / {self.reference}" if self.kind == RATIO else self.variant
+
+
+def build(points: Iterable[Point]) -> list[Series]:
+    """The time and ratio series of stored results, in the order their variants first
+    appear. A ratio needs the reference measured in the same run."""
+    by_run: dict[tuple[int, str], dict[str, Point]] = {}
+    order: list[tuple[str, str, str]] = []
+    grouped: dict[tuple[str, str, str], list[Point]] = {}
+    for p in points:
+        key = (p.run.fingerprint, p.test, p.variant)
+        if key not in grouped:
+            order.append(key)
+            grouped[key] = []
+        grouped[key].append(p)
+        by_run.setdefault((p.run.id, p.test), {})[p.variant] = p
+    out: list[Series] = []
+    for key in order:
+        pts = grouped[key]
+        fid, test, variant = key
+        out.append(Series(fid, test, variant, TIME, None, tuple(p.run for p in pts),
+                          tuple(p.median_ms for p in pts)))
+        reference = next((p.reference for p in reversed(pts) if p.reference), None)
+        if reference is None:
+            continue
+        runs, ratios = [], []
+        for p in pts:
+            ref = by_run[(p.run.id, test)].get(reference)
+            if ref is not None and p.reference == reference:
+                runs.append(p.run)
+                ratios.append(p.median_ms / ref.median_ms)
+        if ratios:
+            out.append(Series(fid, test, variant, RATIO, reference, tuple(runs),
+                              tuple(ratios)))
+    return out
+
+
+@dataclass(frozen=True)
+class Analysed:
+    """A series with its significant change points."""
+
+    series: Series
+    changes: list[ChangePoint] = field(default_factory=list)
+
+    @property
+    def newest_slowdown(self) -> ChangePoint | None:
+        """The last change point when the newest segment is slower than the one before."""
+        if self.changes and self.changes[-1].step > 0:
+            return self.changes[-1]
+        return None
+
+
+def analyse(series: Iterable[Series], *, alpha: float = changepoints.ALPHA,
+            min_step: float = changepoints.MIN_STEP) -> list[Analysed]:
+    """Each series with :func:`changepoints.detect`'s change points."""
+    return [Analysed(s, changepoints.detect(s.values, alpha=alpha, min_step=min_step))
+            for s in series]
+
+
+def slowdowns(analysed: Sequence[Analysed]) -> list[Analysed]:
+    """Time series whose newest segment is a significant slowdown, where the variant's ratio
+    series (if it has one) says so too."""
+    ratio = {(a.series.fingerprint, a.series.test, a.series.variant): a
+             for a in analysed if a.series.kind == RATIO}
+    out = []
+    for a in analysed:
+        s = a.series
+        if s.kind != TIME or a.newest_slowdown is None:
+            continue
+        other = ratio.get((s.fingerprint, s.test, s.variant))
+        if other is not None and other.newest_slowdown is None:
+            continue
+        out.append(a)
+    return out
+
+
+# ---- one run against the store -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """One variant of this run against its history on this machine."""
+
+    test: str
+    variant: str
+    time: Judgement | None  # None: too few runs
+    ratio: Judgement | None  # None: no reference, or too few runs with it
+    reference: str | None
+    since: RunInfo | None  # the run that opened the newest segment (after a change point)
+
+    @property
+    def judged(self) -> bool:
+        return self.time is not None
+
+    @property
+    def regressed(self) -> bool:
+        """Slower than the history allows, and, where the ratio is judged, relatively too."""
+        if self.time is None or not self.time.slower:
+            return False
+        return self.ratio is None or self.ratio.slower
+
+    @property
+    def improved(self) -> bool:
+        if self.time is None or not self.time.faster:
+            return False
+        return self.ratio is None or self.ratio.faster
+
+    def describe(self) -> str:
+        """One line, as a check message: what was compared with what, and why."""
+        if self.time is None:
+            return (f"{self.variant}: no history yet on this machine (fewer than "
+                    f"{changepoints.MIN_RUNS} runs with this fingerprint)")
+        t = self.time
+        since = (f" since the change at {_revision(self.since)}" if self.since else "")
+        head = (f"median {t.typical:.4g} ms over {t.runs} runs{since} -> "
+                f"{t.typical * t.ratio:.4g} ms, {_factor(t.ratio)} (allowed up to "
+                f"{t.limit:.2f}x: run-to-run spread {t.spread:.1%}, p={t.p:.2g})")
+        if self.ratio is not None:
+            r = self.ratio
+            head += (f"; within the run vs {self.reference}: {_factor(r.ratio)} (allowed up "
+                     f"to {r.limit:.2f}x, p={r.p:.2g})")
+        if self.regressed:
+            return f"regression of {self.variant} vs history: {head}"
+        if self.improved:
+            return f"improved: {self.variant} vs history: {head}"
+        if t.slower:
+            return (f"{self.variant} slower than its history but not vs {self.reference}, "
+                    f"so the machine is: {head}")
+        return f"{self.variant} unchanged vs history: {head}"
+
+
+def _factor(ratio: float) -> str:
+    return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
+
+
+def _revision(run: RunInfo) -> str:
+    commit = (run.commit or "")[:10] or "unknown commit"
+    return f"run {run.id} ({commit}, {run.recorded_at})"
+
+
+def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
+            reference: str | None = None, reference_ms: float | None = None, *,
+            alpha: float = changepoints.ALPHA, min_step: float = changepoints.MIN_STEP
+            ) -> Verdict:
+    """This run's ``variant`` of ``test`` against the stored ``points`` of one machine: the
+    runs since the last change point of each series, judged with
+    :func:`changepoints.judge`."""
+    series = {(s.kind): s for s in build(p for p in points
+                                         if p.test == test and p.variant in (variant,
+                                                                            reference))
+              if s.variant == variant}
+    time_s = series.get(TIME)
+    time_j: Judgement | None = None
+    since: RunInfo | None = None
+    if time_s is not None:
+        history, since = _newest(time_s, alpha, min_step)
+        time_j = changepoints.judge(history, median_ms, alpha=alpha, min_step=min_step)
+    ratio_j: Judgement | None = None
+    ratio_s = series.get(RATIO)
+    if (reference and reference_ms and ratio_s is not None and ratio_s.reference == reference
+            and math.isfinite(reference_ms) and reference_ms > 0):
+        history, _ = _newest(ratio_s, alpha, min_step)
+        ratio_j = changepoints.judge(history, median_ms / reference_ms, alpha=alpha,
+                                     min_step=min_step)
+    return Verdict(test, variant, time_j, ratio_j, reference, since)
+
+
+def _newest(s: Series, alpha: float, min_step: float) -> tuple[list[float], RunInfo | None]:
+    found = changepoints.detect(s.values, alpha=alpha, min_step=min_step)
+    start = found[-1].index if found else 0
+    return list(s.values[start:]), (s.runs[start] if found else None)
+
+
+# ---- the command's report ------------------------------------------------------------------
+
+HEADER: Final = ("test", "variant", "runs", "first", "latest", "change points")
+
+
+def report_lines(analysed: Sequence[Analysed], machines: Mapping[str, Mapping[str, Any]]
+                 ) -> list[str]:
+    """Per machine, a table of its series and a line per change point."""
+    lines: list[str] = []
+    by_machine: dict[str, list[Analysed]] = {}
+    for a in analysed:
+        by_machine.setdefault(a.series.fingerprint, []).append(a)
+    for fid, group in by_machine.items():
+        runs = {r.id for a in group for r in a.series.runs}
+        lines.append(f"machine {machine_label(fid, machines.get(fid, {}))}: {len(runs)} run(s)")
+        rows = [[a.series.test, a.series.label, str(len(a.series.values)),
+                 _value(a.series, a.series.values[0]), _value(a.series, a.series.values[-1]),
+                 str(len(a.changes))] for a in group]
+        lines.extend(table(rows, HEADER))
+        for a in group:
+            for cp in a.changes:
+                lines.append("  " + change_line(a.series, cp))
+    return lines
+
+
+def change_line(s: Series, cp: ChangePoint) -> str:
+    """``test_it.py::test_pair fast: +25.0% at run 7 (commit abc1234 on main, 2026-...):
+    0.1 ms -> 0.125 ms, p=0.0004``."""
+    run = s.runs[cp.index]
+    where = ", ".join(x for x in (
+        f"commit {run.commit[:10]}" if run.commit else "commit unknown",
+        f"on {run.branch}" if run.branch else "", run.recorded_at) if x)
+    return (f"{s.test} {s.label}: {cp.step:+.1%} at run {run.id} ({where}): "
+            f"{_value(s, cp.before)} -> {_value(s, cp.after)}, p={cp.p:.2g}")
+
+
+def _value(s: Series, value: float) -> str:
+    return f"{value:.4g}x" if s.kind == RATIO else f"{value:.4g} ms"
