@@ -32,10 +32,16 @@ from __future__ import annotations
 import platform
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from pytest_hwopt._plugin.history import (
+    COMPARE_VALUE,
+    SessionHistory,
+    revision_entry,
+    session_history,
+)
 from pytest_hwopt._plugin.options import ini as _ini
 from pytest_hwopt._plugin.state import State, state_of, xdist_worker
 from pytest_hwopt.core.settings import DEFAULT_MAX_REGRESSION
@@ -87,6 +93,8 @@ class ResultsPlugin:
             raise pytest.UsageError(f"--hwopt-max-regression={raw}: {exc}") from None
         self._load_budgets()
         self._check_save()
+        self.history: SessionHistory | None = session_history(config,
+                                                              self._option("hwopt_compare"))
         self._load_baseline()
         out = self._option("hwopt_benchmark_json")
         if out:
@@ -150,7 +158,7 @@ class ResultsPlugin:
 
     def _load_baseline(self) -> None:
         value = self._option("hwopt_compare")
-        if not value:
+        if not value or value == COMPARE_VALUE:  # history: judged by self.history
             return
         candidate = self._here(value)
         if baseline.is_path_like(value) or candidate.is_file():
@@ -206,6 +214,8 @@ class ResultsPlugin:
 
     def pytest_hwopt_checks(self, item: pytest.Item, checks: list[Any],
                             measurements: dict[str, Any]) -> None:
+        if self.history is not None:
+            self.history.checks(item, checks, measurements, self._history_environment)
         old = self.baseline_index.get(item.nodeid)
         if not old:
             return
@@ -230,6 +240,10 @@ class ResultsPlugin:
     def pytest_hwopt_session_results(self, config: pytest.Config,
                                      document: ResultsDocument) -> None:
         env = document["environment"]
+        cast(dict, document).setdefault("revision", revision_entry(config))  # commit, branch
+        if self.history is not None:
+            self.history.session_results(cast(dict, document), _run_threads(
+                self._environment_now(env, document), document))
         if self.baseline is not None:
             self.rows = baseline.compare_documents(self.baseline, document, self.max_regression)
             self._compared = True
@@ -262,6 +276,13 @@ class ResultsPlugin:
         now: dict[str, Any] = dict(env, device=device.torch_device, device_name=device.name)
         now.update({k: v for k, v in device.facts.items() if k not in now})
         return now
+
+    def _history_environment(self) -> dict[str, Any]:
+        """This process's environment, as the session's end records it (for fingerprints)."""
+        from pytest_hwopt.hardware import environment
+
+        state = self._state()
+        return environment.collect(self._device(), state.settings.threads)
 
     def _save(self, document: ResultsDocument) -> None:
         if not document.get("results"):
@@ -310,12 +331,23 @@ class ResultsPlugin:
         if self.benchmark_json is not None and self.benchmark_json.exists():
             lines.append(f"hwopt: pytest-benchmark JSON written to "
                          f"{_shown(self.benchmark_json, config)}")
+        if self.history is not None:
+            lines.extend(self.history.summary_lines())
         lines.extend(self.notes)
         if not lines:
             return
         tr.write_sep("-", "hwopt results")
         for line in lines:
             tr.write_line(line)
+
+
+def _run_threads(env: dict[str, Any], document: ResultsDocument) -> dict[str, Any]:
+    """``env`` with the thread count the variants ran with, where they all ran with one (an
+    xdist controller's own count is not the workers')."""
+    counts = {r.get("threads") for r in document.get("results") or []}
+    if len(counts) == 1 and isinstance(next(iter(counts)), int):
+        env = dict(env, threads=next(iter(counts)))
+    return env
 
 
 def _shown(path: Path | None, config: pytest.Config) -> str:

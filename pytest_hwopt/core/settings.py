@@ -85,8 +85,13 @@ RESULT_OPTIONS: Final = (
     Option("hwopt_save_overwrite", "let --hwopt-save=PATH replace an existing file", flag=True,
            ini_help=""),
     Option("hwopt_compare", "compare with the latest run saved as NAME on this machine (or run "
-           "number NNNN, or a JSON file); significant regressions fail tests",
-           metavar="NAME|PATH", ini_help=""),
+           "number NNNN, or a JSON file), or with 'history': the runs of this machine in "
+           "--hwopt-history's store; significant regressions fail tests",
+           metavar="NAME|PATH|history", ini_help=""),
+    Option("hwopt_history", "append this run (summary statistics, raw samples, checks, "
+           "commit, machine fingerprint) to a history store, an SQLite file made if missing",
+           metavar="PATH", ini_help="history store (SQLite) each run is appended to, "
+           "relative to the ini file"),
     Option("hwopt_max_regression", "slow-down vs the baseline that fails a test when "
            "significant (p < 0.01): 10% or 0.1 (default: 10%)", metavar="FRACTION",
            ini_help="allowed slow-down vs the baseline (default: 10%)"),

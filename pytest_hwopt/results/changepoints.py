@@ -17,10 +17,12 @@ ones and tests again):
    themselves; at least :data:`SPREAD_FLOOR`). ``ruptures`` (with NumPy and SciPy) is the
    optional extra ``history``: ``pip install 'pytest-hwopt[history]'``.
 2. *Significance*: each candidate's step is tested with Student's two-sample t-test on the
-   log values of the segments either side (pooled variance, at least :data:`SPREAD_FLOOR`;
-   a one-run segment borrows the other side's spread). A candidate with ``p >= alpha``
-   (:data:`ALPHA`) or a step under :data:`MIN_STEP` is dropped, the weakest first, and the
-   rest are tested again with the merged segments, until every remaining one holds.
+   log values of the segments either side (pooled variance; a one-run segment borrows the
+   other side's spread; at least the series' noise ``sigma``, so two runs that happen to
+   agree closely do not make a step between short segments look certain). A candidate with
+   ``p >= alpha`` (:data:`ALPHA`) or a step under :data:`MIN_STEP` is dropped, the weakest
+   first, and the rest are tested again with the merged segments, until every remaining one
+   holds.
 
 **A new run against its history** (:func:`judge`): the history is the runs since the last
 change point; the new value's ratio to their geometric mean is a regression when it is
@@ -119,16 +121,17 @@ def candidates(logs: Sequence[float], penalty: float = PENALTY) -> list[int]:
     return [int(i) for i in ends if 0 < int(i) < n]
 
 
-def step_p(before: Sequence[float], after: Sequence[float]) -> float:
+def step_p(before: Sequence[float], after: Sequence[float],
+           floor: float = SPREAD_FLOOR) -> float:
     """Two-sided p of Student's pooled two-sample t-test on log values; 1.0 without a degree
-    of freedom (two single runs). The pooled deviation is at least :data:`SPREAD_FLOOR`."""
+    of freedom (two single runs). The pooled deviation is at least ``floor``."""
     na, nb = len(before), len(after)
     df = na + nb - 2
     if na == 0 or nb == 0 or df < 1:
         return 1.0
     ma, mb = sum(before) / na, sum(after) / nb
     ss = sum((x - ma) ** 2 for x in before) + sum((x - mb) ** 2 for x in after)
-    s = max(math.sqrt(ss / df), SPREAD_FLOOR)
+    s = max(math.sqrt(ss / df), floor)
     t = abs(mb - ma) / (s * math.sqrt(1.0 / na + 1.0 / nb))
     return max(0.0, 1.0 - t_two_sided(t, df))
 
@@ -142,8 +145,9 @@ def detect(values: Sequence[float], *, alpha: float = ALPHA, min_step: float = M
     if len(logs) < 3:
         return []
     cuts = candidates(logs, penalty)
+    floor = noise(logs)
     while True:
-        found = _tested(logs, cuts)
+        found = _tested(logs, cuts, floor)
         weak = [(cp.p, -abs(math.log(cp.after / cp.before)), k)
                 for k, cp in enumerate(found)
                 if cp.p >= alpha or abs(math.log(cp.after / cp.before)) < math.log1p(min_step)]
@@ -152,13 +156,14 @@ def detect(values: Sequence[float], *, alpha: float = ALPHA, min_step: float = M
         cuts.pop(max(weak)[2])
 
 
-def _tested(logs: Sequence[float], cuts: Sequence[int]) -> list[ChangePoint]:
+def _tested(logs: Sequence[float], cuts: Sequence[int], floor: float) -> list[ChangePoint]:
     edges = [0, *cuts, len(logs)]
     out = []
     for k in range(1, len(edges) - 1):
         before, after = logs[edges[k - 1]:edges[k]], logs[edges[k]:edges[k + 1]]
         out.append(ChangePoint(edges[k], math.exp(sum(before) / len(before)),
-                               math.exp(sum(after) / len(after)), step_p(before, after)))
+                               math.exp(sum(after) / len(after)),
+                               step_p(before, after, floor)))
     return out
 
 

@@ -128,6 +128,7 @@ class Verdict:
     ratio: Judgement | None  # None: no reference, or too few runs with it
     reference: str | None
     since: RunInfo | None  # the run that opened the newest segment (after a change point)
+    history_runs: int = 0  # runs of this machine it could be judged against
 
     @property
     def judged(self) -> bool:
@@ -149,8 +150,9 @@ class Verdict:
     def describe(self) -> str:
         """One line, as a check message: what was compared with what, and why."""
         if self.time is None:
-            return (f"{self.variant}: no history yet on this machine (fewer than "
-                    f"{changepoints.MIN_RUNS} runs with this fingerprint)")
+            since = (f" since the change at {_revision(self.since)}" if self.since else "")
+            return (f"{self.variant}: too little history on this machine: "
+                    f"{self.history_runs} run(s){since}, {changepoints.MIN_RUNS} needed")
         t = self.time
         since = (f" since the change at {_revision(self.since)}" if self.since else "")
         head = (f"median {t.typical:.4g} ms over {t.runs} runs{since} -> "
@@ -193,6 +195,7 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
     time_s = series.get(TIME)
     time_j: Judgement | None = None
     since: RunInfo | None = None
+    history: list[float] = []
     if time_s is not None:
         history, since = _newest(time_s, alpha, min_step)
         time_j = changepoints.judge(history, median_ms, alpha=alpha, min_step=min_step)
@@ -200,10 +203,10 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
     ratio_s = series.get(RATIO)
     if (reference and reference_ms and ratio_s is not None and ratio_s.reference == reference
             and math.isfinite(reference_ms) and reference_ms > 0):
-        history, _ = _newest(ratio_s, alpha, min_step)
-        ratio_j = changepoints.judge(history, median_ms / reference_ms, alpha=alpha,
+        ratios, _ = _newest(ratio_s, alpha, min_step)
+        ratio_j = changepoints.judge(ratios, median_ms / reference_ms, alpha=alpha,
                                      min_step=min_step)
-    return Verdict(test, variant, time_j, ratio_j, reference, since)
+    return Verdict(test, variant, time_j, ratio_j, reference, since, len(history))
 
 
 def _newest(s: Series, alpha: float, min_step: float) -> tuple[list[float], RunInfo | None]:
