@@ -96,11 +96,14 @@ class SessionHistory:
             points = [p for p in self._load(environment()) if p.test == item.nodeid]
         except history.HistoryError as exc:
             raise pytest.UsageError(f"--hwopt-history={self.shown}: {exc}") from None
-        refs = {c.variant: c.vs for c in checks if c.kind == "speedup" and c.vs}
+        pairs = [(item.nodeid, c.variant, c.vs) for c in checks if c.kind == "speedup" and c.vs]
+        pairs += [(item.nodeid, name, m.extra["reference"]) for name, m in measurements.items()
+                  if m.extra.get("reference") and m.extra["reference"] != name]
+        refs = history.pair_references(pairs)
         for name, m in measurements.items():
             if not m.samples_ms:
                 continue
-            reference = m.extra.get("reference") or refs.get(name)
+            reference = refs.get((item.nodeid, name))
             ref = measurements.get(reference) if reference else None
             v = series.verdict(points, item.nodeid, name, m.median_ms, reference,
                                ref.median_ms if ref is not None and ref.samples_ms else None)

@@ -18,8 +18,8 @@ file (the standard library's ``sqlite3``, nothing to start). Its tables:
 disturbed_fraction, samples, summary)``
     per test and variant the summary statistics, the raw per-call ``samples`` (ms, JSON) and
     the whole result row without its sample lists (``summary``, JSON); ``reference`` is the
-    variant this one is compared with inside the run (a speedup check's ``vs``, or a model
-    candidate's eager reference), if any.
+    variant this one is compared with inside the run (a speedup check's ``vs``, a model
+    candidate's eager reference, or for such a reference its first candidate), if any.
 ``checks(run_id, test, kind, variant, vs, status, measured, low, high, budget, unit, record)``
     every check, ``record`` being the whole check (JSON).
 
@@ -186,16 +186,27 @@ def machine_label(fingerprint_id: str, description: Mapping[str, Any]) -> str:
 
 
 def references(document: Mapping[str, Any]) -> dict[tuple[str, str], str]:
-    """``(test, variant) -> reference``: the variant each one is compared with inside its run,
-    from a result's ``reference`` (a model candidate's eager run) or a speedup check's
-    ``vs``. Variants with neither are absent."""
+    """``(test, variant) -> reference``: the variant each one is compared with inside its run
+    (:func:`pair_references` of the results' ``reference`` and the speedup checks)."""
+    pairs = [(str(c.get("test", "")), c["variant"], c["vs"])
+             for c in document.get("checks") or []
+             if c.get("kind") == "speedup" and c.get("vs") and c.get("variant")]
+    pairs += [(r["test"], r["variant"], r["reference"]) for r in document.get("results") or []
+              if r.get("reference") and r["reference"] != r.get("variant")]
+    return pair_references(pairs)
+
+
+def pair_references(pairs: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
+    """``(test, variant) -> reference`` from ``(test, candidate, reference)`` pairs (a
+    speedup check's variant and ``vs``, a model candidate and its eager run): a candidate's
+    reference, and for a reference variant its first candidate, so that a machine slower for
+    both sides leaves each side's ratio unchanged. Variants in no pair are absent."""
     out: dict[tuple[str, str], str] = {}
-    for check in document.get("checks") or []:
-        if check.get("kind") == "speedup" and check.get("vs") and check.get("variant"):
-            out.setdefault((str(check.get("test", "")), check["variant"]), check["vs"])
-    for row in document.get("results") or []:
-        if row.get("reference") and row["reference"] != row.get("variant"):
-            out[(row["test"], row["variant"])] = row["reference"]
+    pairs = list(pairs)
+    for test, candidate, reference in pairs:
+        out.setdefault((test, candidate), reference)
+    for test, candidate, reference in pairs:
+        out.setdefault((test, reference), candidate)
     return out
 
 

@@ -2,9 +2,10 @@
 them (``pytest-hwopt history`` and ``--hwopt-compare=history``).
 
 No pytest, no torch. Two series per variant and machine: its per-run median time (ms), and,
-where the variant has a reference inside its runs (a speedup check's ``vs``, a model
-candidate's eager run), its within-run ratio ``median / reference median``, which a machine
-that is slower today for every variant leaves unchanged. A variant's change counts as a
+where the variant has a reference inside its runs (a speedup check's other side, a model
+candidate's eager run; :func:`pytest_hwopt.results.history.pair_references`), its within-run
+ratio ``median / reference median``, which a machine that is slower today for every variant
+leaves unchanged. A variant's change counts as a
 slowdown only when both of its series show it (one series where it has no reference).
 """
 

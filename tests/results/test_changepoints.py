@@ -1,0 +1,112 @@
+"""Change points in run series, a new run against its history, and the series of a store."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pytest_hwopt.results import changepoints, series
+from pytest_hwopt.results.history import Point, RunInfo
+
+pytest.importorskip("ruptures", reason="change points need the 'history' extra (ruptures)")
+
+
+def noisy(n: int, level: float = 1.0, spread: float = 0.02, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [level * rng.uniform(1 - spread, 1 + spread) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_steady_series_has_no_change_point(seed):
+    assert changepoints.detect(noisy(12, seed=seed)) == []
+
+
+def test_a_step_of_20_percent_at_the_newest_run_shows_at_once():
+    values = noisy(6) + [1.2]
+    [cp] = changepoints.detect(values)
+    assert cp.index == 6 and cp.step == pytest.approx(0.2, abs=0.03) and cp.p < 0.01
+
+
+def test_a_step_of_50_percent_in_the_middle_is_found_where_it_is():
+    values = noisy(5, seed=1) + noisy(5, level=1.5, seed=2)
+    [cp] = changepoints.detect(values)
+    assert cp.index == 5 and cp.step == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_step_smaller_than_the_minimum_is_not_a_change():
+    values = noisy(6, spread=0.002) + noisy(6, level=1.03, spread=0.002, seed=3)
+    assert changepoints.detect(values) == []
+    assert changepoints.detect(values, min_step=0.01)[0].index == 6
+
+
+def test_values_must_be_positive():
+    with pytest.raises(ValueError, match="positive, finite"):
+        changepoints.detect([1.0, 0.0, 1.0])
+
+
+def test_a_judgement_needs_three_runs_and_takes_its_limit_from_their_spread():
+    assert changepoints.judge([1.0, 1.01], 2.0) is None
+    quiet = changepoints.judge(noisy(6, spread=0.01), 1.2)
+    assert quiet is not None and quiet.slower and quiet.p < 0.01
+    assert 1.05 <= quiet.limit < 1.2
+    noisy_history = changepoints.judge(noisy(6, spread=0.3, seed=4), 1.2)
+    assert noisy_history is not None and not noisy_history.slower
+    assert noisy_history.limit > 1.2  # a spread of 30% cannot tell 20% from noise
+    assert changepoints.judge(noisy(6, spread=0.01), 0.8).faster
+
+
+# ---- series of a store ----------------------------------------------------------------------
+
+def points(times: list[tuple[float, float]]) -> list[Point]:
+    """Runs of test_op with a reference "slow" and a candidate "fast" (medians in ms)."""
+    out = []
+    for n, (slow, fast) in enumerate(times, start=1):
+        run = RunInfo(n, f"2026-11-29T10:{n:02d}:00+00:00", f"c{n:04d}", "main", "m1", "h", "t")
+        out.append(Point(run, "t.py::test_op", "slow", "fast", slow, (slow,)))
+        out.append(Point(run, "t.py::test_op", "fast", "slow", fast, (fast,)))
+    return out
+
+
+def test_a_variant_with_a_reference_has_a_time_and_a_ratio_series():
+    found = series.build(points([(10.0, 1.0), (10.0, 1.1)]))
+    assert [(s.variant, s.kind, s.label) for s in found] == [
+        ("slow", "time", "slow"), ("slow", "ratio", "slow / fast"),
+        ("fast", "time", "fast"), ("fast", "ratio", "fast / slow")]
+    assert found[3].values == pytest.approx((0.1, 0.11))
+
+
+def test_a_machine_slower_for_every_variant_is_not_a_regression():
+    history = points([(10 * a, b) for a, b in zip(noisy(6, seed=5), noisy(6, seed=6))])
+    v = series.verdict(history, "t.py::test_op", "fast", 1.5, "slow", 15.0)
+    assert v.time is not None and v.time.slower  # 1.5x slower in absolute time ...
+    assert v.ratio is not None and not v.ratio.slower  # ... but so is its reference
+    assert not v.regressed and "so the machine is" in v.describe()
+
+
+def test_a_variant_slower_than_its_reference_and_its_history_regressed():
+    history = points([(10 * a, b) for a, b in zip(noisy(6, seed=5), noisy(6, seed=6))])
+    v = series.verdict(history, "t.py::test_op", "fast", 1.5, "slow", 10.0)
+    assert v.regressed and v.describe().startswith("regression of fast vs history: median")
+    assert "over 6 runs" in v.describe() and "within the run vs slow: 1.5" in v.describe()
+
+
+def test_a_variant_with_too_little_history_is_not_judged():
+    v = series.verdict(points([(10.0, 1.0), (10.0, 1.0)]), "t.py::test_op", "fast", 5.0)
+    assert not v.judged and not v.regressed
+    assert "too little history on this machine: 2 run(s), 3 needed" in v.describe()
+
+
+def test_the_history_judged_against_starts_at_the_last_change():
+    history = points([(10.0, f) for f in noisy(5, seed=7) + noisy(5, level=2.0, seed=8)])
+    v = series.verdict(history, "t.py::test_op", "fast", 2.0)
+    assert v.time is not None and v.time.runs == 5 and not v.regressed
+    assert v.since is not None and v.since.id == 6 and "since the change at run 6" in v.describe()
+
+
+def test_only_a_slowdown_in_both_series_counts_as_the_newest_slowdown():
+    both = series.analyse(series.build(points([(10.0, f) for f in noisy(6) + [1.3]])))
+    assert [a.series.label for a in series.slowdowns(both)] == ["fast"]
+    machine = series.analyse(series.build(points(
+        [(10.0 * f, f) for f in noisy(6) + [1.3]])))
+    assert series.slowdowns(machine) == []  # both variants 30% slower: the ratio held
