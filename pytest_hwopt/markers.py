@@ -57,8 +57,9 @@ def _factory(kind: kinds.BudgetKind) -> MarkerFactory:
     """``hwopt.<kind>(...)``: binds its arguments like the marker's signature and returns
     ``pytest.mark.hwopt_<kind>`` with every parameter by keyword (None when left out)."""
     sig = kind.signature
+    words = {*sig.names, *(key for key, _ in sig.choices)}  # names and choices: strings
     params = [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                annotation="str | None" if p in sig.names else "Budget | None")
+                                annotation="str | None" if p in words else "Budget | None")
               for p in sig.params]
     params.append(inspect.Parameter("unknown", inspect.Parameter.VAR_KEYWORD, annotation="Any"))
     signature = inspect.Signature(params, return_annotation="pytest.MarkDecorator")
@@ -87,7 +88,8 @@ class _Hwopt:
         # the registry (and accept unknown keywords, for setup to name them in its error).
         # tests/core/test_kinds.py keeps these in step with the registry.
         def speedup(self, min: Budget | None = None, vs: str | None = None,
-                    of: str | None = None) -> pytest.MarkDecorator: ...
+                    of: str | None = None, metric: str | None = None
+                    ) -> pytest.MarkDecorator: ...
 
         def latency(self, p50_ms: Budget | None = None, p95_ms: Budget | None = None,
                     p99_ms: Budget | None = None, mean_ms: Budget | None = None,
@@ -111,6 +113,12 @@ class _Hwopt:
 
         def roofline(self, min_fraction: Budget | None = None,
                      of: str | None = None) -> pytest.MarkDecorator: ...
+
+        def ttft(self, p50_ms: Budget | None = None, p95_ms: Budget | None = None,
+                 p99_ms: Budget | None = None, of: str | None = None) -> pytest.MarkDecorator: ...
+
+        def tpot(self, p50_ms: Budget | None = None, p95_ms: Budget | None = None,
+                 p99_ms: Budget | None = None, of: str | None = None) -> pytest.MarkDecorator: ...
 
     def __getattr__(self, name: str) -> MarkerFactory:
         kind = kinds.find(name)

@@ -103,8 +103,17 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
     bench = Bench(engine, lambda b: verdict.stop_rule(specs, b, state),
                   lambda: _measuring(state, choice.count, pools), model_path,
                   after_run=after_run, capture=_graph_capture(state.device()))
+    bench.prepare_generation = _generation(state)
     item.stash[bench_key] = bench
     return bench
+
+
+def _generation(state: State) -> Callable[..., Any]:
+    """``hwopt_bench.generate()`` on the session's device
+    (:mod:`pytest_hwopt.backends.generation`)."""
+    from pytest_hwopt.backends.generation import prepare
+
+    return prepare(state.device())
 
 
 def _engine(state: State) -> Engine:

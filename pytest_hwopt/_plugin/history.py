@@ -164,7 +164,7 @@ class SessionHistory:
                          f"in {self.shown}: {len(judged)} variant(s) judged, "
                          f"{len(regressed)} regression(s), {len(improved)} improvement(s)")
             machine_slower = [v for v in judged if v.time is not None and v.time.slower
-                              and not v.regressed]
+                              and v.ratio is not None and not v.regressed]
             for v in regressed + improved + machine_slower:
                 lines.append(f"hwopt: {v.test}: {v.describe()}")
             if new:

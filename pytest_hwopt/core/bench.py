@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from pytest_hwopt.core.accuracy import Tolerance
 from pytest_hwopt.core.engine import Decided, Engine, Fn, RunResult, Variant
+from pytest_hwopt.core.generation import GenerationSource, MarkingTimer
 from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
 from pytest_hwopt.core.specs import Spec
 
@@ -25,6 +26,15 @@ class PrepareModel(Protocol):
 
     def __call__(self, bench: Bench, module: Any, example_inputs: Any, *, precision: str,
                  name: str | None, backend: str | None) -> str: ...
+
+
+class PrepareGeneration(Protocol):
+    """The generation path: one greedy ``model.generate(...)`` per call, each new token's
+    time recorded (:mod:`pytest_hwopt.backends.generation`). ``model`` and ``input_ids``
+    are the caller's (torch objects, which this package's core never imports)."""
+
+    def __call__(self, name: str, model: Any, input_ids: Any, *, max_new_tokens: int,
+                 attention_mask: Any, generate_kwargs: dict[str, Any]) -> GenerationSource: ...
 
 
 class Bench:
@@ -59,6 +69,10 @@ class Bench:
         self.implicit_specs: list[Spec] = []
         #: variants that are references, never candidates (the model path's eager run)
         self.references: set[str] = set()
+        #: generation variants (:meth:`generate`): name -> how its calls are made and logged
+        self.generations: dict[str, GenerationSource] = {}
+        #: the generation path, set by the plugin (None outside a pytest session)
+        self.prepare_generation: PrepareGeneration | None = None
 
     def measure(self, name: str, fn: Fn, *, items: int = 1,
                 bytes: float | None = None, flops: float | None = None,
@@ -93,6 +107,65 @@ class Bench:
         self.variants[name] = Variant(name, fn, items, extra=extra)
         self.result = None
 
+    def generate(self, name: str, model: Any, input_ids: Any, *, max_new_tokens: int,
+                 attention_mask: Any = None, **generate_kwargs: Any) -> None:
+        """Register generation variant ``name``: each call is one greedy
+        ``model.generate(input_ids, ...)`` forced to exactly ``max_new_tokens`` new tokens
+        (``min_new_tokens`` too), with the time of every new token recorded.
+
+        ``input_ids``: (batch, prompt length) token ids; ``generate_kwargs`` go to
+        ``generate`` as they are (``cache_implementation="static"``, ``use_cache=False``).
+        The output is the new tokens' ids, (batch, max_new_tokens). The results hold TTFT,
+        TPOT and ITL percentiles (ms), ``output_tokens`` and ``tokens_per_s``
+        (:class:`pytest_hwopt.core.generation.GenerationMeasurement`); ``items`` is
+        batch x ``max_new_tokens``, so a throughput is new tokens per second.
+        Raises ``ValueError`` for a bad name or ``max_new_tokens``, or a generation
+        setting that contradicts greedy decoding of exactly that many tokens.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hwopt_bench.generate: name must be a non-empty string, "
+                             f"got {name!r}")
+        if name in self.variants:
+            raise ValueError(f"hwopt_bench.generate: variant {name!r} is already registered")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or max_new_tokens < 1:
+            raise ValueError(f"hwopt_bench.generate({name!r}): max_new_tokens must be an int "
+                             f">= 1, got {max_new_tokens!r}")
+        if self.prepare_generation is None:
+            raise RuntimeError("hwopt_bench.generate() is only available inside a pytest "
+                               "session")
+        source = self.prepare_generation(name, model, input_ids, max_new_tokens=max_new_tokens,
+                                         attention_mask=attention_mask,
+                                         generate_kwargs=dict(generate_kwargs))
+        timer = self._engine.timer
+        if not isinstance(timer, MarkingTimer):  # tells the logs which calls were samples
+            timer = self._engine.timer = MarkingTimer(timer)
+        timer.logs.append(source.log)
+        if not self.generations:  # the stop rule reads TTFT and TPOT between rounds
+            decided = self._decided
+
+            def with_generation(bench: Bench) -> Decided | None:
+                rule = decided(bench)
+                if rule is None:
+                    return None
+                return lambda ms: rule(self._with_generation(dict(ms), final=False))
+
+            self._decided = with_generation
+        self.variants[name] = Variant(name, source.fn, source.items, extra=source.extra)
+        self.generations[name] = source
+        self.result = None
+
+    def _with_generation(self, measurements: dict[str, Measurement], *, final: bool
+                         ) -> dict[str, Measurement]:
+        """``measurements`` with each generation variant's as a
+        :class:`~pytest_hwopt.core.generation.GenerationMeasurement` (token ids only when
+        ``final``: after the run)."""
+        for name, source in self.generations.items():
+            m = measurements.get(name)
+            if m is not None:
+                measurements[name] = source.measurement(m, with_ids=final)
+        return measurements
+
     def note(self, name: str, value: object) -> None:
         """Attach a derived figure to this test's results (JSON ``notes``, the summary)."""
         if not isinstance(name, str) or not name:
@@ -125,6 +198,8 @@ class Bench:
         if not self.variants:
             raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
         if self.result is None:
+            for source in self.generations.values():
+                source.log.clear()  # calls of an earlier run are not this run's
             if self._around is None:
                 self.result = self._engine.run(list(self.variants.values()), self._decided(self))
             else:
@@ -132,6 +207,7 @@ class Bench:
                     self.result = self._engine.run(list(self.variants.values()),
                                                    self._decided(self))
                 self.telemetry = seen
+            self._with_generation(self.result.measurements, final=True)
             if self._after_run is not None:
                 self._after_run(self)  # derived figures (roofline, energy) before anyone reads
         return self.result.measurements

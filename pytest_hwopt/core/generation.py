@@ -32,13 +32,14 @@ generation variants counts only when their ids agree.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pytest_hwopt.core import stats
 from pytest_hwopt.core.checks import FAILED, PASSED, Check
-from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
+from pytest_hwopt.core.timing import Timed, Timer, Work, time_flagged
 
 #: the figures of a generation variant a budget or a speedup may be read from
 METRICS: Final = ("ttft", "tpot")
@@ -122,6 +123,14 @@ class GenerationLog:
     def add(self, call: CallMetrics) -> None:
         self.calls.append(call)
 
+    def clear(self) -> None:
+        """Forget every call (before a new run)."""
+        self.calls.clear()
+        self.samples.clear()
+        self.disturbed.clear()
+        self.blocks.clear()
+        self._open = None
+
     def begin_block(self) -> None:
         self._open = len(self.calls)
 
@@ -175,6 +184,61 @@ class GenerationLog:
             output_tokens=samples[0].tokens if samples else 0,
             batch_size=batch_size,
             token_ids=token_ids, token_ids_after=token_ids_after)
+
+
+class MarkingTimer:
+    """A timer that tells generation logs which calls are timed samples.
+
+    It times as ``inner`` does (the engine's timer: host clock, CUDA events); around each
+    block of flagged samples (the engine's timed samples; warm-up and single calls are
+    timed with :meth:`time_samples`, unmarked) it calls every log's
+    :meth:`GenerationLog.begin_block` and :meth:`GenerationLog.end_block`. Other
+    attributes (``one_call_per_sample``) are ``inner``'s.
+    """
+
+    def __init__(self, inner: Timer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.logs: list[GenerationLog] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def time_samples(self, fn: Work, calls_per_sample: int, samples: int) -> list[float]:
+        return self.inner.time_samples(fn, calls_per_sample, samples)
+
+    def time_flagged(self, fn: Work, calls_per_sample: int, samples: int) -> Timed:
+        for log in self.logs:
+            log.begin_block()
+        timed = time_flagged(self.inner, fn, calls_per_sample, samples)
+        for log in self.logs:
+            log.end_block(timed.disturbed, calls_per_sample)
+        return timed
+
+
+@dataclass
+class GenerationSource:
+    """A registered generation variant: ``fn`` makes one call (and adds it to ``log``);
+    ``items`` new tokens per call over the batch; ``token_ids`` turns an output into one
+    list of ids per sequence."""
+
+    fn: Callable[[], Any]
+    log: GenerationLog
+    batch_size: int
+    items: int
+    extra: MeasurementExtra
+    token_ids: Callable[[Any], Any]
+
+    def measurement(self, timed: Measurement, *, with_ids: bool = True
+                    ) -> GenerationMeasurement:
+        """``timed`` with its generation figures (and token ids, unless ``with_ids`` is
+        False: between rounds)."""
+        return self.log.measurement(
+            timed, self.batch_size,
+            self.token_ids(timed.output) if with_ids else None,
+            self.token_ids(timed.output_after) if with_ids else None)
 
 
 def _round_values(values: Sequence[float], disturbed: Sequence[bool],

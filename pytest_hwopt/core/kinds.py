@@ -13,6 +13,7 @@ Pure: no pytest, no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
 from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
 from pytest_hwopt.core.devicekeys import Budget, resolve_budget
+from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.measurement import (
     MAX_DISTURBED_FRACTION,
     MIN_CLEAN,
@@ -48,6 +50,8 @@ class Signature:
     names: tuple[str, ...] = ("vs", "of")  # variant names
     #: numbers that are fractions in (0, 1], with what they are a fraction of
     fractions: tuple[tuple[str, str], ...] = ()
+    #: arguments that name one of a few choices (``metric="ttft"``), with the choices
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def usage(self) -> str:
         """The parameters as the marker help writes them: ``min, vs, of=None``."""
@@ -121,6 +125,9 @@ class BudgetKind:
     #: the summary's budget column by metric (``{budget}``), ``"*"`` for any other metric;
     #: without an entry: "<comparison> <budget in unit>"
     budget_formats: Mapping[str, str] = field(default_factory=dict)
+    #: a check's metric -> the word put before its check name and subject (a speedup
+    #: read from TTFT: ``TTFT speedup vs eager``)
+    metric_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def marker(self) -> str:
@@ -147,7 +154,8 @@ class BudgetKind:
     def check_name(self, vs: str | None, metric: str) -> str:
         """The summary's check column: ``speedup vs naive``, ``latency p95``, ``cold start``."""
         template = self.report_name or self.label
-        return template.format(vs=vs, metric=self.metric_label(metric))
+        name = template.format(vs=vs, metric=self.metric_label(metric))
+        return f"{self.metric_names[metric]} {name}" if metric in self.metric_names else name
 
     def budget_text(self, budget: float, metric: str | None) -> str | None:
         """The summary's budget column where the kind words it itself, else None."""
@@ -156,8 +164,11 @@ class BudgetKind:
 
     def subject_of(self, candidate: str, reference: str | None, metric: str) -> str:
         template = self.subject or f"{self.label} of {{name}}"
-        return template.format(name=candidate, ref=reference or "",
-                               metric=self.metric_label(metric))
+        subject = template.format(name=candidate, ref=reference or "",
+                                  metric=self.metric_label(metric))
+        if metric in self.metric_names:
+            return f"{self.metric_names[metric]} {subject}"
+        return subject
 
     def with_unit(self, number: str) -> str:
         """``2.00`` -> ``2.00x``, ``5`` -> ``5 ms``; a unitless figure stays bare."""
@@ -190,7 +201,7 @@ def register(kind: BudgetKind) -> BudgetKind:
         raise KindError(f"budget kind {kind.name!r} is already registered")
     sig = kind.signature
     mentioned = {*sig.required, *sig.one_of, *sig.numbers, *sig.non_negative,
-                 *(key for key, _ in sig.fractions)}
+                 *(key for key, _ in sig.fractions), *(key for key, _ in sig.choices)}
     unknown = sorted(mentioned - set(sig.params))
     if unknown:
         raise KindError(f"budget kind {kind.name!r}: {', '.join(unknown)} not among its "
@@ -502,9 +513,19 @@ def _figure_of_samples(kind: str, param: str, samples: list[float], items: int,
 
 # ---- the kinds -----------------------------------------------------------------------------
 
-def _speedup(ev: Evaluation, param: str) -> Figure:
+def _speedup(ev: Evaluation, param: str) -> Figure | None:
     ref = ev.require_reference()
-    ref_rounds, cand_rounds = clean_round_pairs(ref, ev.candidate)
+    cand = ev.candidate
+    metric = ev.spec.options.get("metric")
+    if metric is not None:  # a generation figure: its per-call values, rounds and flags
+        if not (isinstance(cand, GenerationMeasurement)
+                and isinstance(ref, GenerationMeasurement)):
+            return None  # verdicts.evaluate_all names the variant that is no generation
+        try:
+            cand, ref = cand.view(metric), ref.view(metric)
+        except ValueError:
+            return None  # TPOT of single-token calls: not measured
+    ref_rounds, cand_rounds = clean_round_pairs(ref, cand)
     ratio, low, high = stats.ratio_of_medians(ref_rounds, cand_rounds, ev.confidence)
     return Figure(value=ratio, low=low, high=high)
 
@@ -543,8 +564,47 @@ def _cold_start_s(m: Measurement) -> float | None:
     return (m.prepare_s or 0.0) + m.first_call_ms / 1000.0
 
 
+def _speedups(ev: Evaluation) -> list[Check]:
+    """Speedup checks; with ``metric=`` ("ttft", "tpot") read from that figure of two
+    generation variants, the check's ``metric`` naming it."""
+    checks = per_value(_speedup)(ev)
+    metric = ev.spec.options.get("metric")
+    if metric is None:
+        return checks
+    kind = ev.kind
+    out = []
+    for check in checks:
+        plain = kind.subject_of(check.variant, ev.reference.name if ev.reference else None,
+                                check.metric)
+        message = check.message
+        if message.startswith(plain):
+            message = kind.subject_of(check.variant, ev.reference.name if ev.reference
+                                      else None, metric) + message[len(plain):]
+        out.append(dataclasses.replace(check, metric=metric, message=message))
+    return out
+
+
+def _generation_latency(metric: str) -> FigureOf:
+    """A TTFT or TPOT percentile of a generation variant, read as a per-call latency
+    percentile of its per-call values (:meth:`GenerationMeasurement.view`)."""
+    def figure(ev: Evaluation, param: str) -> Figure | None:
+        cand = ev.candidate
+        if not isinstance(cand, GenerationMeasurement):
+            return None  # verdicts.evaluate_all names the variant that is no generation
+        try:
+            view = cand.view(metric)
+        except ValueError:
+            return None  # TPOT of single-token calls
+        return _latency(dataclasses.replace(ev, candidate=view), param)
+
+    return figure
+
+
 def _accuracy(ev: Evaluation) -> list[Check]:
     ref = ev.require_reference()
+    if isinstance(ev.candidate, GenerationMeasurement) \
+            and isinstance(ref, GenerationMeasurement):
+        return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
     tol = tolerance_of(ev.spec, ev.device_keys, ev.tolerance)
     cand = ev.candidate
     pairs = [("", cand.output, ref.output), (" after timing", cand.output_after, ref.output)]
@@ -555,12 +615,13 @@ def _accuracy(ev: Evaluation) -> list[Check]:
 BUILTIN: Final = (
     BudgetKind(
         name="speedup",
-        signature=Signature(("min", "vs", "of"), required=("min", "vs"), numbers=("min",)),
+        signature=Signature(("min", "vs", "of", "metric"), required=("min", "vs"),
+                            numbers=("min",), choices=(("metric", METRICS),)),
         description="candidate at least `min` times faster than variant `vs` (ratio of "
                     "medians, 95% CI).",
-        evaluate=per_value(_speedup), unit="x", higher_is_better=True, sampled=True,
+        evaluate=_speedups, unit="x", higher_is_better=True, sampled=True,
         gated_by_accuracy=True, subject="speedup of {name} vs {ref}", value_format=".2f",
-        report_name="speedup vs {vs}"),
+        report_name="speedup vs {vs}", metric_names={"ttft": "TTFT", "tpot": "TPOT"}),
     BudgetKind(
         name="latency",
         signature=Signature(("p50_ms", "p95_ms", "p99_ms", "mean_ms", "of"),
@@ -614,4 +675,32 @@ BUILTIN: Final = (
 )
 
 for _kind in BUILTIN:
+    register(_kind)
+
+
+def _generation_kind(metric: str, what: str) -> BudgetKind:
+    """``hwopt.ttft`` / ``hwopt.tpot``: percentiles of a generation variant's per-call
+    figure (:mod:`pytest_hwopt.core.generation`), judged as per-call latencies are."""
+    label = metric.upper()
+    return BudgetKind(
+        name=metric,
+        signature=Signature(("p50_ms", "p95_ms", "p99_ms", "of"),
+                            one_of=("p50_ms", "p95_ms", "p99_ms"),
+                            numbers=("p50_ms", "p95_ms", "p99_ms")),
+        description=f"{what} of a generation variant (hwopt_bench.generate), budget in ms.",
+        evaluate=per_value(_generation_latency(metric)), unit="ms", sampled=True,
+        gated_by_accuracy=True, subject=f"{{metric}} {label} of {{name}}", value_format=".3g",
+        report_name=f"{label} {{metric}}",
+        missing=f"{label} is measured for generation variants (hwopt_bench.generate) "
+                "generating at least 2 tokens" if metric == "tpot" else
+                f"{label} is measured for generation variants (hwopt_bench.generate)")
+
+
+GENERATION: Final = (
+    _generation_kind("ttft", "time to first token (the prefill)"),
+    _generation_kind("tpot", "time per output token after the first (the decode): "
+                             "(end-to-end - TTFT) / (tokens - 1)"),
+)
+
+for _kind in GENERATION:
     register(_kind)

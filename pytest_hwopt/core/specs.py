@@ -46,9 +46,11 @@ class Spec:
     values: Mapping[str, Budget] = field(default_factory=dict)
     vs: str | None = None
     of: str | None = None
+    #: arguments that name a choice (``{"metric": "ttft"}``), absent when left out
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in {**self.values, **self.options}.items())
         return f"hwopt.{self.kind}({args})"
 
 
@@ -98,7 +100,16 @@ def parse_marker(kind: str, args: Sequence[object], kwargs: Mapping[str, object]
             if fraction > 1.0:
                 raise SpecError(f"{marker}: {key!r} is a fraction of {whole} in (0, 1], "
                                 f"got {fraction}")
-    return Spec(kind, values, names["vs"], names["of"])
+    options: dict[str, str] = {}
+    for key, allowed in sig.choices:
+        value = given.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or value not in allowed:
+            raise SpecError(f"{marker}: {key!r} must be one of {', '.join(map(repr, allowed))} "
+                            f"(or left out), got {value!r}")
+        options[key] = value
+    return Spec(kind, values, names["vs"], names["of"], options)
 
 
 def parse_requires(args: Sequence[object], kwargs: Mapping[str, object]) -> Requirement:

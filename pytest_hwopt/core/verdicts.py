@@ -29,6 +29,7 @@ from pytest_hwopt.core.checks import (
     Check,
     Status,
 )
+from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_difference
 from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
 from pytest_hwopt.core.specs import Spec
 
@@ -163,4 +164,43 @@ def evaluate_all(
         checks.extend(evaluate(spec, measurements[cand], measurements.get(ref) if ref else None,
                                device_keys, confidence, tol))
     gate_on_accuracy(checks)
+    _generation_only(checks, measurements)
+    gate_on_token_ids(checks, measurements)
     return checks
+
+
+def _generation_only(checks: Sequence[Check], measurements: Mapping[str, Measurement]
+                     ) -> None:
+    """:class:`RoleError` for a TTFT or TPOT figure (``hwopt.ttft``, ``hwopt.tpot``,
+    ``hwopt.speedup(metric=...)``) asked of a variant that is no generation variant."""
+    for check in checks:
+        if check.kind not in METRICS and check.metric not in METRICS:
+            continue
+        for name in (check.variant, check.vs):
+            m = measurements.get(name) if name is not None else None
+            if m is not None and not isinstance(m, GenerationMeasurement):
+                what = f"hwopt.{check.kind}" + (f"(metric={check.metric!r})"
+                                                if check.kind not in METRICS else "")
+                raise RoleError(f"{what}: variant {name!r} is not a generation variant: TTFT "
+                                "and TPOT are measured for variants registered with "
+                                "hwopt_bench.generate()")
+
+
+def gate_on_token_ids(checks: list[Check], measurements: Mapping[str, Measurement]) -> None:
+    """A speedup between two generation variants counts only when their greedy token ids
+    agree: otherwise it fails, naming the first position where they differ (``checks`` is
+    updated)."""
+    for n, check in enumerate(checks):
+        kind = kinds.find(check.kind)
+        if kind is None or not kind.gated_by_accuracy or check.vs is None \
+                or check.status is SKIPPED:
+            continue
+        cand, ref = measurements.get(check.variant), measurements.get(check.vs)
+        if not (isinstance(cand, GenerationMeasurement)
+                and isinstance(ref, GenerationMeasurement)):
+            continue
+        why = token_difference(cand, ref)
+        if why:
+            checks[n] = dataclasses.replace(
+                check, status=FAILED, point_passed=False,
+                message=check.message + f" -- not counted: {why}")

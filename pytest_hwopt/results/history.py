@@ -312,6 +312,10 @@ class HistoryStore(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> HistoryStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def matches(pattern: str | None, test: str) -> bool:
     """``--test PATTERN``: ``*``/``?`` wildcards on the node id, or a substring of it."""

@@ -100,21 +100,39 @@ def analyse(series: Iterable[Series], *, alpha: float = changepoints.ALPHA,
             for s in series]
 
 
-def slowdowns(analysed: Sequence[Analysed]) -> list[Analysed]:
-    """Time series whose newest segment is a significant slowdown, where the variant's ratio
-    series (if it has one) says so too."""
+def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_STEP
+              ) -> list[Analysed]:
+    """Variants whose newest segment is a significant slowdown, by the rule of
+    :attr:`Verdict.regressed`: where the variant has a ratio series, that series' newest
+    segment is a significant slowdown and the times of its runs are at least ``1 +
+    min_step`` above those of the segment before (the ratio series is returned); else the
+    time series' newest segment is a significant slowdown."""
     ratio = {(a.series.fingerprint, a.series.test, a.series.variant): a
              for a in analysed if a.series.kind == RATIO}
     out = []
     for a in analysed:
         s = a.series
-        if s.kind != TIME or a.newest_slowdown is None:
+        if s.kind != TIME:
             continue
         other = ratio.get((s.fingerprint, s.test, s.variant))
-        if other is not None and other.newest_slowdown is None:
+        if other is None:
+            if a.newest_slowdown is not None:
+                out.append(a)
             continue
-        out.append(a)
+        cp = other.newest_slowdown
+        if cp is None:
+            continue
+        start = other.changes[-2].index if len(other.changes) > 1 else 0
+        times = dict(zip((r.id for r in s.runs), s.values))
+        before = [times[r.id] for r in other.series.runs[start:cp.index] if r.id in times]
+        after = [times[r.id] for r in other.series.runs[cp.index:] if r.id in times]
+        if before and after and _geomean(after) >= (1.0 + min_step) * _geomean(before):
+            out.append(other)
     return out
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 # ---- one run against the store -------------------------------------------------------------
@@ -130,6 +148,7 @@ class Verdict:
     reference: str | None
     since: RunInfo | None  # the run that opened the newest segment (after a change point)
     history_runs: int = 0  # runs of this machine it could be judged against
+    min_step: float = changepoints.MIN_STEP
 
     @property
     def judged(self) -> bool:
@@ -137,16 +156,23 @@ class Verdict:
 
     @property
     def regressed(self) -> bool:
-        """Slower than the history allows, and, where the ratio is judged, relatively too."""
-        if self.time is None or not self.time.slower:
+        """Where the within-run ratio is judged: that ratio beyond its history's limit, and
+        the time itself at least ``1 + MIN_STEP`` slower (else the reference got faster);
+        the ratio decides because it is steadier than times across runs. Without a judged
+        ratio: the time beyond its history's limit."""
+        if self.time is None:
             return False
-        return self.ratio is None or self.ratio.slower
+        if self.ratio is None:
+            return self.time.slower
+        return self.ratio.slower and self.time.ratio >= 1.0 + self.min_step
 
     @property
     def improved(self) -> bool:
-        if self.time is None or not self.time.faster:
+        if self.time is None:
             return False
-        return self.ratio is None or self.ratio.faster
+        if self.ratio is None:
+            return self.time.faster
+        return self.ratio.faster and self.time.ratio <= 1.0 / (1.0 + self.min_step)
 
     def describe(self) -> str:
         """One line, as a check message: what was compared with what, and why."""
@@ -167,7 +193,7 @@ class Verdict:
             return f"regression of {self.variant} vs history: {head}"
         if self.improved:
             return f"improved: {self.variant} vs history: {head}"
-        if t.slower:
+        if t.slower and self.ratio is not None:
             return (f"{self.variant} slower than its history but not vs {self.reference}, "
                     f"so the machine is: {head}")
         return f"{self.variant} unchanged vs history: {head}"
@@ -207,7 +233,7 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
         ratios, _ = _newest(ratio_s, alpha, min_step)
         ratio_j = changepoints.judge(ratios, median_ms / reference_ms, alpha=alpha,
                                      min_step=min_step)
-    return Verdict(test, variant, time_j, ratio_j, reference, since, len(history))
+    return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step)
 
 
 def _newest(s: Series, alpha: float, min_step: float) -> tuple[list[float], RunInfo | None]:

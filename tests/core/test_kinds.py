@@ -18,8 +18,8 @@ from pytest_hwopt.results.terminal import summary_rows
 
 # the marker lines as they were written by hand before the registry existed
 MARKER_TEXTS = {
-    "hwopt_speedup": "hwopt_speedup(min, vs, of=None): candidate at least `min` times faster "
-                     "than variant `vs` (ratio of medians, 95% CI).",
+    "hwopt_speedup": "hwopt_speedup(min, vs, of=None, metric=None): candidate at least `min` "
+                     "times faster than variant `vs` (ratio of medians, 95% CI).",
     "hwopt_latency": "hwopt_latency(p50_ms=None, p95_ms=None, p99_ms=None, mean_ms=None, "
                      "of=None): per-call latency budget in ms.",
     "hwopt_throughput": "hwopt_throughput(min, of=None): items per second at least `min`.",
@@ -35,12 +35,21 @@ MARKER_TEXTS = {
     "hwopt_energy": "hwopt_energy(max_mj, of=None): energy per call at most `max_mj` (NVML).",
     "hwopt_roofline": "hwopt_roofline(min_fraction, of=None): achieved fraction of the "
                       "device's roofline.",
+    "hwopt_ttft": "hwopt_ttft(p50_ms=None, p95_ms=None, p99_ms=None, of=None): time to first "
+                  "token (the prefill) of a generation variant (hwopt_bench.generate), budget "
+                  "in ms.",
+    "hwopt_tpot": "hwopt_tpot(p50_ms=None, p95_ms=None, p99_ms=None, of=None): time per "
+                  "output token after the first (the decode): (end-to-end - TTFT) / (tokens "
+                  "- 1) of a generation variant (hwopt_bench.generate), budget in ms.",
 }
 
 # the factories' signatures as they were written by hand
 FACTORY_SIGNATURES = {
     "speedup": "(min: 'Budget | None' = None, vs: 'str | None' = None, of: 'str | None' = None, "
-               "**unknown: 'Any') -> 'pytest.MarkDecorator'",
+               "metric: 'str | None' = None, **unknown: 'Any') -> 'pytest.MarkDecorator'",
+    "ttft": "(p50_ms: 'Budget | None' = None, p95_ms: 'Budget | None' = None, "
+            "p99_ms: 'Budget | None' = None, of: 'str | None' = None, "
+            "**unknown: 'Any') -> 'pytest.MarkDecorator'",
     "latency": "(p50_ms: 'Budget | None' = None, p95_ms: 'Budget | None' = None, "
                "p99_ms: 'Budget | None' = None, mean_ms: 'Budget | None' = None, "
                "of: 'str | None' = None, **unknown: 'Any') -> 'pytest.MarkDecorator'",
@@ -64,7 +73,7 @@ def test_factory_signatures_are_unchanged(name):
 def test_factories_pass_every_parameter_by_keyword():
     mark = hwopt.speedup(2.0, "naive").mark
     assert (mark.name, mark.args, mark.kwargs) == \
-        ("hwopt_speedup", (), {"min": 2.0, "vs": "naive", "of": None})
+        ("hwopt_speedup", (), {"min": 2.0, "vs": "naive", "of": None, "metric": None})
     mark = hwopt.latency(p95_ms=5, bogus=1).mark
     assert mark.kwargs == {"p50_ms": None, "p95_ms": 5, "p99_ms": None, "mean_ms": None,
                            "of": None, "bogus": 1}
@@ -78,13 +87,14 @@ def test_registry_is_consistent():
     names = [k.name for k in kinds.all_kinds()]
     assert names == list(BUDGET_KINDS) == list(SIGNATURES)
     assert names == ["speedup", "latency", "throughput", "memory", "accuracy", "cold_start",
-                     "energy", "roofline"]
-    assert tuple(SAMPLED_KINDS) == ("speedup", "latency", "throughput")
+                     "energy", "roofline", "ttft", "tpot"]
+    assert tuple(SAMPLED_KINDS) == ("speedup", "latency", "throughput", "ttft", "tpot")
     for kind in kinds.all_kinds():
         sig = kind.signature
         assert SIGNATURES[kind.name] is sig
         assert set(sig.required + sig.one_of + sig.numbers + sig.non_negative) <= set(sig.params)
-        assert set(sig.params) <= set(sig.numbers + sig.non_negative + sig.names)
+        assert set(sig.params) <= set(sig.numbers + sig.non_negative + sig.names
+                                      + tuple(key for key, _ in sig.choices))
         assert MARKERS[kind.marker] == kind.marker_text
         assert kind.comparison in (">=", "<=")
         assert kind.sampled == kind.gated_by_accuracy  # speed figures, today
@@ -194,7 +204,7 @@ def test_type_checkers_see_each_built_in_factory_as_the_registry_makes_it():
     hwopt_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Hwopt")
     guarded = next(n for n in hwopt_class.body if isinstance(n, ast.If))
     declared = {f.name: f for f in guarded.body if isinstance(f, ast.FunctionDef)}
-    built_in = registry.BUILTIN
+    built_in = registry.BUILTIN + registry.GENERATION
     assert set(declared) == {k.name for k in built_in}
     for kind in built_in:
         fn = declared[kind.name]

@@ -33,6 +33,8 @@ from pytest_hwopt.core.specs import (
     ("energy", {"max_mj": 0.5, "of": "gpu"}, {"max_mj": 0.5}, None, "gpu"),
     ("roofline", {"min_fraction": 0.6}, {"min_fraction": 0.6}, None, None),
     ("roofline", {"min_fraction": 1}, {"min_fraction": 1.0}, None, None),
+    ("ttft", {"p95_ms": 20}, {"p95_ms": 20.0}, None, None),
+    ("tpot", {"p50_ms": 2, "of": "cached"}, {"p50_ms": 2.0}, None, "cached"),
 ])
 def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
     spec = parse_marker(kind, (), kwargs)
@@ -42,7 +44,21 @@ def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
 
 def test_every_kind_is_covered():
     assert set(BUDGET_KINDS) == {"speedup", "latency", "throughput", "memory", "accuracy",
-                                 "cold_start", "energy", "roofline"}
+                                 "cold_start", "energy", "roofline", "ttft", "tpot"}
+
+
+def test_speedup_metric_names_a_generation_figure():
+    spec = parse_marker("speedup", (), {"min": 2, "vs": "eager", "metric": "ttft"})
+    assert spec.options == {"metric": "ttft"}
+    assert spec.describe() == "hwopt.speedup(min=2.0, metric='ttft')"
+    assert parse_marker("speedup", (), {"min": 2, "vs": "eager"}).options == {}
+
+
+@pytest.mark.parametrize("metric", ["TTFT", "itl", 3])
+def test_speedup_metric_must_be_a_known_figure(metric):
+    msg = _error("speedup", (), min=2, vs="eager", metric=metric)
+    assert msg == (f"hwopt_speedup: 'metric' must be one of 'ttft', 'tpot' (or left out), "
+                   f"got {metric!r}")
 
 
 def test_none_valued_keywords_count_as_not_given():
@@ -105,9 +121,9 @@ def test_keyword_repeating_a_positional():
 
 
 def test_too_many_positionals():
-    msg = _error("speedup", (2.0, "naive", "fused", "extra"))
+    msg = _error("speedup", (2.0, "naive", "fused", "ttft", "extra"))
     assert msg.startswith("hwopt_speedup:")
-    assert "at most 3 positional" in msg and "got 4" in msg
+    assert "at most 4 positional" in msg and "got 5" in msg
 
 
 @pytest.mark.parametrize("kind,kwargs,missing", [

@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
                 "__init__"},
     "plugin": {"core", "_plugin", "markers", "hookspecs"},
 }
-FRAMEWORKS = {"pytest", "_pytest", "torch", "onnx", "onnxruntime", "openvino", "tensorrt"}
+FRAMEWORKS = {"pytest", "_pytest", "torch", "onnx", "onnxruntime", "openvino", "tensorrt",
+              "transformers"}
 
 
 def _modules() -> list[Path]:

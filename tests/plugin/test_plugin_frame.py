@@ -84,7 +84,7 @@ def test_loading_the_plugin_imports_no_framework():
         "rc = pytest.main(['--co', '-q', '-p', 'no:cacheprovider', '--hwopt-device=cpu',"
         " '-p', 'no:benchmark', '--rootdir', '/', '/dev/null'])\n"
         "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'tensorrt', 'numpy',"
-        " 'pynvml') if m in sys.modules]\n"
+        " 'pynvml', 'transformers') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

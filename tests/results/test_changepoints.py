@@ -106,7 +106,7 @@ def test_the_history_judged_against_starts_at_the_last_change():
 
 def test_only_a_slowdown_in_both_series_counts_as_the_newest_slowdown():
     both = series.analyse(series.build(points([(10.0, f) for f in noisy(6) + [1.3]])))
-    assert [a.series.label for a in series.slowdowns(both)] == ["fast"]
+    assert [a.series.label for a in series.slowdowns(both)] == ["fast / slow"]
     machine = series.analyse(series.build(points(
         [(10.0 * f, f) for f in noisy(6) + [1.3]])))
     assert series.slowdowns(machine) == []  # both variants 30% slower: the ratio held
