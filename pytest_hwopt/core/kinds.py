@@ -14,6 +14,7 @@ Pure: no pytest, no torch.
 from __future__ import annotations
 
 import dataclasses
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
 from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
 from pytest_hwopt.core.devicekeys import Budget, resolve_budget
+from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.measurement import (
     MAX_DISTURBED_FRACTION,
@@ -50,6 +52,8 @@ class Signature:
     names: tuple[str, ...] = ("vs", "of")  # variant names
     #: numbers that are fractions in (0, 1], with what they are a fraction of
     fractions: tuple[tuple[str, str], ...] = ()
+    #: arguments that name one of a few choices (``metric="ttft"``), with the choices
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: arguments that name one of a few choices (``metric="ttft"``), with the choices
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -125,6 +129,9 @@ class BudgetKind:
     #: the summary's budget column by metric (``{budget}``), ``"*"`` for any other metric;
     #: without an entry: "<comparison> <budget in unit>"
     budget_formats: Mapping[str, str] = field(default_factory=dict)
+    #: a check's metric -> the word put before its check name and subject (a speedup
+    #: read from TTFT: ``TTFT speedup vs eager``)
+    metric_names: Mapping[str, str] = field(default_factory=dict)
     #: a check's metric -> the word put before its check name and subject (a speedup
     #: read from TTFT: ``TTFT speedup vs eager``)
     metric_names: Mapping[str, str] = field(default_factory=dict)
@@ -441,6 +448,10 @@ def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str
     passed this way, a speedup budget passed or failed. Otherwise None (inconclusive).
     """
     kind = ev.kind
+    if kind.name in METRICS or ev.spec.options.get("metric"):
+        plain = _plain_views(ev)  # TTFT, TPOT: bounded as a per-call latency is
+        found = None if plain is None else _one_sided(plain, param, budget, key, subject, busy)
+        return None if found is None else dataclasses.replace(found, kind=kind.name)
     cand = ev.candidate
     bound: Figure | None = None
     if kind.name in ("latency", "throughput"):
@@ -488,6 +499,30 @@ def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str
                  status=status, message=message, metric=param, budget_key=key,
                  point_passed=status is PASSED,
                  detail={"one_sided": side, "machine_busy": busy})
+
+
+def _plain_views(ev: Evaluation) -> Evaluation | None:
+    """``ev`` with the generation figure it reads (``hwopt.ttft``, ``hwopt.tpot``,
+    ``speedup(metric=)``) as plain per-call measurements (:meth:`GenerationMeasurement.view`)
+    and a latency kind in place of TTFT or TPOT; None where a side is no generation
+    variant or the figure is not defined."""
+    metric = ev.kind.name if ev.kind.name in METRICS else ev.spec.options.get("metric", "")
+    views: list[Measurement | None] = []
+    for m in (ev.candidate, ev.reference):
+        if m is None:
+            views.append(None)
+            continue
+        if not isinstance(m, GenerationMeasurement):
+            return None
+        try:
+            views.append(m.view(metric))
+        except ValueError:
+            return None
+    cand, ref = views
+    assert cand is not None
+    return dataclasses.replace(ev, kind=get("latency") if ev.kind.name in METRICS else ev.kind,
+                               candidate=cand, reference=ref,
+                               spec=dataclasses.replace(ev.spec, options={}))
 
 
 def _flags(flags: list[bool], n: int) -> list[bool]:
@@ -600,8 +635,47 @@ def _generation_latency(metric: str) -> FigureOf:
     return figure
 
 
+def _speedups(ev: Evaluation) -> list[Check]:
+    """Speedup checks; with ``metric=`` ("ttft", "tpot") read from that figure of two
+    generation variants, the check's ``metric`` naming it."""
+    checks = per_value(_speedup)(ev)
+    metric = ev.spec.options.get("metric")
+    if metric is None:
+        return checks
+    kind = ev.kind
+    out = []
+    for check in checks:
+        plain = kind.subject_of(check.variant, ev.reference.name if ev.reference else None,
+                                check.metric)
+        message = check.message
+        if message.startswith(plain):
+            message = kind.subject_of(check.variant, ev.reference.name if ev.reference
+                                      else None, metric) + message[len(plain):]
+        out.append(dataclasses.replace(check, metric=metric, message=message))
+    return out
+
+
+def _generation_latency(metric: str) -> FigureOf:
+    """A TTFT or TPOT percentile of a generation variant, read as a per-call latency
+    percentile of its per-call values (:meth:`GenerationMeasurement.view`)."""
+    def figure(ev: Evaluation, param: str) -> Figure | None:
+        cand = ev.candidate
+        if not isinstance(cand, GenerationMeasurement):
+            return None  # verdicts.evaluate_all names the variant that is no generation
+        try:
+            view = cand.view(metric)
+        except ValueError:
+            return None  # TPOT of single-token calls
+        return _latency(dataclasses.replace(ev, candidate=view), param)
+
+    return figure
+
+
 def _accuracy(ev: Evaluation) -> list[Check]:
     ref = ev.require_reference()
+    if isinstance(ev.candidate, GenerationMeasurement) \
+            and isinstance(ref, GenerationMeasurement):
+        return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
     if isinstance(ev.candidate, GenerationMeasurement) \
             and isinstance(ref, GenerationMeasurement):
         return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
@@ -650,7 +724,8 @@ BUILTIN: Final = (
         description="candidate outputs match `vs` outputs (element-wise, or relative L2 "
                     "error at most rel_l2).",
         evaluate=_accuracy, reference_by_default=True, report_name="accuracy vs {vs}",
-        budget_formats={"rel_l2_error": "rel L2 <= {budget:g}", "*": "atol {budget:g}"}),
+        budget_formats={"rel_l2_error": "rel L2 <= {budget:g}", "token_ids": "equal token ids",
+                        "*": "atol {budget:g}"}),
     BudgetKind(
         name="cold_start",
         signature=Signature(("max_s", "of"), required=("max_s",), numbers=("max_s",)),
@@ -675,6 +750,34 @@ BUILTIN: Final = (
 )
 
 for _kind in BUILTIN:
+    register(_kind)
+
+
+def _generation_kind(metric: str, what: str) -> BudgetKind:
+    """``hwopt.ttft`` / ``hwopt.tpot``: percentiles of a generation variant's per-call
+    figure (:mod:`pytest_hwopt.core.generation`), judged as per-call latencies are."""
+    label = metric.upper()
+    return BudgetKind(
+        name=metric,
+        signature=Signature(("p50_ms", "p95_ms", "p99_ms", "of"),
+                            one_of=("p50_ms", "p95_ms", "p99_ms"),
+                            numbers=("p50_ms", "p95_ms", "p99_ms")),
+        description=f"{what} of a generation variant (hwopt_bench.generate), budget in ms.",
+        evaluate=per_value(_generation_latency(metric)), unit="ms", sampled=True,
+        gated_by_accuracy=True, subject=f"{{metric}} {label} of {{name}}", value_format=".3g",
+        report_name=f"{label} {{metric}}",
+        missing=f"{label} is measured for generation variants (hwopt_bench.generate) "
+                "generating at least 2 tokens" if metric == "tpot" else
+                f"{label} is measured for generation variants (hwopt_bench.generate)")
+
+
+GENERATION: Final = (
+    _generation_kind("ttft", "time to first token (the prefill)"),
+    _generation_kind("tpot", "time per output token after the first (the decode): "
+                             "(end-to-end - TTFT) / (tokens - 1)"),
+)
+
+for _kind in GENERATION:
     register(_kind)
 
 
