@@ -14,7 +14,6 @@ Pure: no pytest, no torch.
 from __future__ import annotations
 
 import dataclasses
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +24,6 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
 from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
 from pytest_hwopt.core.devicekeys import Budget, resolve_budget
-from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.measurement import (
     MAX_DISTURBED_FRACTION,
@@ -52,8 +50,6 @@ class Signature:
     names: tuple[str, ...] = ("vs", "of")  # variant names
     #: numbers that are fractions in (0, 1], with what they are a fraction of
     fractions: tuple[tuple[str, str], ...] = ()
-    #: arguments that name one of a few choices (``metric="ttft"``), with the choices
-    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: arguments that name one of a few choices (``metric="ttft"``), with the choices
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
@@ -129,9 +125,6 @@ class BudgetKind:
     #: the summary's budget column by metric (``{budget}``), ``"*"`` for any other metric;
     #: without an entry: "<comparison> <budget in unit>"
     budget_formats: Mapping[str, str] = field(default_factory=dict)
-    #: a check's metric -> the word put before its check name and subject (a speedup
-    #: read from TTFT: ``TTFT speedup vs eager``)
-    metric_names: Mapping[str, str] = field(default_factory=dict)
     #: a check's metric -> the word put before its check name and subject (a speedup
     #: read from TTFT: ``TTFT speedup vs eager``)
     metric_names: Mapping[str, str] = field(default_factory=dict)
@@ -635,47 +628,8 @@ def _generation_latency(metric: str) -> FigureOf:
     return figure
 
 
-def _speedups(ev: Evaluation) -> list[Check]:
-    """Speedup checks; with ``metric=`` ("ttft", "tpot") read from that figure of two
-    generation variants, the check's ``metric`` naming it."""
-    checks = per_value(_speedup)(ev)
-    metric = ev.spec.options.get("metric")
-    if metric is None:
-        return checks
-    kind = ev.kind
-    out = []
-    for check in checks:
-        plain = kind.subject_of(check.variant, ev.reference.name if ev.reference else None,
-                                check.metric)
-        message = check.message
-        if message.startswith(plain):
-            message = kind.subject_of(check.variant, ev.reference.name if ev.reference
-                                      else None, metric) + message[len(plain):]
-        out.append(dataclasses.replace(check, metric=metric, message=message))
-    return out
-
-
-def _generation_latency(metric: str) -> FigureOf:
-    """A TTFT or TPOT percentile of a generation variant, read as a per-call latency
-    percentile of its per-call values (:meth:`GenerationMeasurement.view`)."""
-    def figure(ev: Evaluation, param: str) -> Figure | None:
-        cand = ev.candidate
-        if not isinstance(cand, GenerationMeasurement):
-            return None  # verdicts.evaluate_all names the variant that is no generation
-        try:
-            view = cand.view(metric)
-        except ValueError:
-            return None  # TPOT of single-token calls
-        return _latency(dataclasses.replace(ev, candidate=view), param)
-
-    return figure
-
-
 def _accuracy(ev: Evaluation) -> list[Check]:
     ref = ev.require_reference()
-    if isinstance(ev.candidate, GenerationMeasurement) \
-            and isinstance(ref, GenerationMeasurement):
-        return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
     if isinstance(ev.candidate, GenerationMeasurement) \
             and isinstance(ref, GenerationMeasurement):
         return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
@@ -750,34 +704,6 @@ BUILTIN: Final = (
 )
 
 for _kind in BUILTIN:
-    register(_kind)
-
-
-def _generation_kind(metric: str, what: str) -> BudgetKind:
-    """``hwopt.ttft`` / ``hwopt.tpot``: percentiles of a generation variant's per-call
-    figure (:mod:`pytest_hwopt.core.generation`), judged as per-call latencies are."""
-    label = metric.upper()
-    return BudgetKind(
-        name=metric,
-        signature=Signature(("p50_ms", "p95_ms", "p99_ms", "of"),
-                            one_of=("p50_ms", "p95_ms", "p99_ms"),
-                            numbers=("p50_ms", "p95_ms", "p99_ms")),
-        description=f"{what} of a generation variant (hwopt_bench.generate), budget in ms.",
-        evaluate=per_value(_generation_latency(metric)), unit="ms", sampled=True,
-        gated_by_accuracy=True, subject=f"{{metric}} {label} of {{name}}", value_format=".3g",
-        report_name=f"{label} {{metric}}",
-        missing=f"{label} is measured for generation variants (hwopt_bench.generate) "
-                "generating at least 2 tokens" if metric == "tpot" else
-                f"{label} is measured for generation variants (hwopt_bench.generate)")
-
-
-GENERATION: Final = (
-    _generation_kind("ttft", "time to first token (the prefill)"),
-    _generation_kind("tpot", "time per output token after the first (the decode): "
-                             "(end-to-end - TTFT) / (tokens - 1)"),
-)
-
-for _kind in GENERATION:
     register(_kind)
 
 

@@ -30,7 +30,6 @@ from pytest_hwopt.core.checks import (
     Status,
 )
 from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_difference
-from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_difference
 from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
 from pytest_hwopt.core.specs import Spec
 
