@@ -22,6 +22,7 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -182,6 +183,12 @@ def token_ids(output: Any) -> list[list[int]] | None:
     return [[int(t) for t in row] for row in rows]
 
 
+def digest(input_ids: Any) -> str:
+    """A short fingerprint of a prompt's token ids and shape."""
+    rows = input_ids.tolist()
+    return hashlib.sha1(repr(rows).encode()).hexdigest()[:16]
+
+
 def prepare(device: Device) -> Callable[..., GenerationSource]:
     """``Bench.prepare_generation`` on ``device``: puts the model (in eval mode) and the
     inputs on the device, as ``hwopt_bench.model()`` does, and times tokens with the host
@@ -221,7 +228,7 @@ def prepare(device: Device) -> Callable[..., GenerationSource]:
         extra.update(facts)  # type: ignore[typeddict-item]
         return GenerationSource(fn=call, log=log, batch_size=batch,
                                 items=batch * max_new_tokens, extra=extra,
-                                token_ids=token_ids)
+                                token_ids=token_ids, prompt_digest=digest(input_ids))
 
     return prepare_generation
 

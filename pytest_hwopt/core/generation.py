@@ -155,8 +155,8 @@ class GenerationLog:
         self.blocks.append(range(first, len(self.samples)))
 
     def measurement(self, timed: Measurement, batch_size: int,
-                    token_ids: Any = None, token_ids_after: Any = None
-                    ) -> GenerationMeasurement:
+                    token_ids: Any = None, token_ids_after: Any = None,
+                    prompt_digest: str = "") -> GenerationMeasurement:
         """``timed`` (the engine's measurement of this variant) with the generation
         figures. Without timed blocks (a single untimed call, ``--hwopt-disable``) every
         call is a sample. ValueError when the blocks do not match ``timed``'s rounds."""
@@ -182,7 +182,7 @@ class GenerationLog:
             tpot_rounds_ms=_round_values([t or 0.0 for t in tpots], disturbed, blocks)
             if has_tpot else [],
             output_tokens=samples[0].tokens if samples else 0,
-            batch_size=batch_size,
+            batch_size=batch_size, prompt_digest=prompt_digest,
             token_ids=token_ids, token_ids_after=token_ids_after)
 
 
@@ -230,6 +230,7 @@ class GenerationSource:
     items: int
     extra: MeasurementExtra
     token_ids: Callable[[Any], Any]
+    prompt_digest: str = ""
 
     def measurement(self, timed: Measurement, *, with_ids: bool = True
                     ) -> GenerationMeasurement:
@@ -238,7 +239,7 @@ class GenerationSource:
         return self.log.measurement(
             timed, self.batch_size,
             self.token_ids(timed.output) if with_ids else None,
-            self.token_ids(timed.output_after) if with_ids else None)
+            self.token_ids(timed.output_after) if with_ids else None, self.prompt_digest)
 
 
 def _round_values(values: Sequence[float], disturbed: Sequence[bool],
@@ -270,6 +271,8 @@ class GenerationMeasurement(Measurement):
     tpot_rounds_ms: list[float] = field(default_factory=list)
     output_tokens: int = 0
     batch_size: int = 1
+    #: identifies the prompt (its token ids): variants of other prompts generate other tokens
+    prompt_digest: str = ""
     token_ids: Any = field(default=None, repr=False, compare=False)
     token_ids_after: Any = field(default=None, repr=False, compare=False)
 
@@ -365,6 +368,7 @@ class GenerationMeasurement(Measurement):
             "generation": True,
             "output_tokens": self.output_tokens,
             "batch_size": self.batch_size,
+            "prompt_digest": self.prompt_digest,
             "tokens_per_s": self.tokens_per_s,
             "ttft_samples_ms": list(self.ttft_samples_ms),
             "tpot_samples_ms": list(self.tpot_samples_ms),
@@ -423,6 +427,12 @@ def first_difference(candidate: Sequence[Sequence[int]], reference: Sequence[Seq
             if x != y:
                 return TokenDifference(row, pos, x, y)
     return None
+
+
+def same_prompt(a: GenerationMeasurement, b: GenerationMeasurement) -> bool:
+    """Whether two generation variants ran the same prompt (token ids and batch), so that
+    greedy decoding must give them the same tokens."""
+    return a.prompt_digest == b.prompt_digest and a.batch_size == b.batch_size
 
 
 def token_difference(candidate: GenerationMeasurement, reference: GenerationMeasurement

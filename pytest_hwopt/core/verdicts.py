@@ -29,7 +29,12 @@ from pytest_hwopt.core.checks import (
     Check,
     Status,
 )
-from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_difference
+from pytest_hwopt.core.generation import (
+    METRICS,
+    GenerationMeasurement,
+    same_prompt,
+    token_difference,
+)
 from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
 from pytest_hwopt.core.specs import Spec
 
@@ -197,9 +202,8 @@ def gate_on_token_ids(checks: list[Check], measurements: Mapping[str, Measuremen
             continue
         cand, ref = measurements.get(check.variant), measurements.get(check.vs)
         if not (isinstance(cand, GenerationMeasurement)
-                and isinstance(ref, GenerationMeasurement)) \
-                or cand.batch_size != ref.batch_size:
-            continue  # other batches are other prompts: their tokens are not comparable
+                and isinstance(ref, GenerationMeasurement)) or not same_prompt(cand, ref):
+            continue  # other prompts (or batches) give other tokens: nothing to compare
         why = token_difference(cand, ref)
         if why:
             checks[n] = dataclasses.replace(

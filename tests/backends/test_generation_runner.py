@@ -112,7 +112,7 @@ class FakeCuda:
         self.syncs = 0
         self.events = 0
 
-    def Event(self, *, enable_timing: bool) -> FakeEvent:  # noqa: N802 (torch's name)
+X
         assert enable_timing
         self.events += 1
         return FakeEvent(self)

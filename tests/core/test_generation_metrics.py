@@ -240,3 +240,15 @@ def test_token_check_compares_exactly_before_and_after_timing():
     assert failed.status.value == "failed"
     assert failed.message == ("accuracy of sdpa: token ids of sdpa differ from eager's at "
                               "sequence 0, position 1 (8 vs 6) after timing")
+
+
+def test_variants_of_other_prompts_are_not_compared_token_for_token():
+    from pytest_hwopt.core.generation import same_prompt
+
+    a = GenerationMeasurement(name="a", samples_ms=[1.0], rounds_ms=[1.0], prompt_digest="p1")
+    b = GenerationMeasurement(name="b", samples_ms=[1.0], rounds_ms=[1.0], prompt_digest="p1")
+    c = GenerationMeasurement(name="c", samples_ms=[1.0], rounds_ms=[1.0], prompt_digest="p2")
+    d = GenerationMeasurement(name="d", samples_ms=[1.0], rounds_ms=[1.0], prompt_digest="p1",
+                              batch_size=4)
+    assert same_prompt(a, b)
+    assert not same_prompt(a, c) and not same_prompt(a, d)
