@@ -60,7 +60,11 @@ def annotate(state: State, bench: Bench) -> None:
     device_monitor = state.monitor()
     if device_monitor.active:
         for name, m in measurements.items():
-            m.extra["energy_mj_per_call"] = device_monitor.energy_per_call(bench.variants[name].fn)
+            reading = device_monitor.energy(bench.variants[name].fn)
+            m.extra["energy_mj_per_call"] = reading["mj_per_call"] if reading else None
+            if reading is not None:  # the idle draw apart, and what the figure is made of
+                m.extra["idle_power_w"] = reading["idle_power_w"]
+                m.extra["energy_above_idle_mj_per_call"] = reading["above_idle_mj_per_call"]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -29,7 +29,9 @@ class MeasurementExtra(TypedDict, total=False):
     preparation_warnings: list[str]
     # derived after the run
     memory_details: dict[str, float | None]  # the memory probe's extra figures (MB)
-    energy_mj_per_call: float | None  # NVML
+    energy_mj_per_call: float | None  # NVML: everything the GPU drew per call
+    idle_power_w: float | None  # NVML: the GPU's draw with nothing running, read just before
+    energy_above_idle_mj_per_call: float | None  # NVML: the part above the idle draw
     achieved_gbs: float | None
     achieved_tflops: float | None
     achieved_intensity: float | None  # FLOP per byte

@@ -1,4 +1,5 @@
-"""Peak memory added while a function runs: resident memory on the host, torch's allocator on CUDA.
+"""Peak memory added while a function runs: resident memory on the host; on CUDA torch's
+allocator plus what a backend holds outside it (:func:`report_held`).
 
 Both probes answer the same question the same way (:class:`MemoryPeak`): call
 ``fn`` once and return how many MB above the starting point it needed at its
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pytest_hwopt.core.engine import MemoryProbe
-from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_index
+from pytest_hwopt.hardware.nvml import shared_probe
 
 MB = 2**20
 
@@ -69,45 +70,80 @@ class ResidentPeak:
         return None
 
 
-class CudaPeak:
-    """Peak device memory allocated by torch above the starting point while ``fn`` runs.
+#: memory reports of the backends run inside :meth:`CudaPeak.measure` (None outside it)
+_held: dict[str, float | None] | None = None
 
-    ``index`` is the CUDA ordinal. After :meth:`measure`, ``details`` holds the
-    allocated and reserved peaks and this process's memory as NVML sees it (MB;
-    None where NVML cannot tell).
+
+def report_held(source: str, mb: float | None) -> None:
+    """A backend's runner states device memory it holds outside torch's allocator while it
+    runs (a TensorRT execution context, an ONNX Runtime arena), in MB, under ``source``
+    (one entry per backend instance; a repeat replaces it), or None when it cannot tell,
+    which leaves the call's figure unmeasured rather than short. Read by
+    :class:`CudaPeak`; a no-op (one global read) outside its measurement, so runners call
+    it on every call."""
+    if _held is not None:
+        _held[source] = None if mb is None else float(mb)
+
+
+class CudaPeak:
+    """Peak device memory a call adds on ``cuda:<index>``: torch's allocator above the
+    starting point, plus what the backend holds outside torch's allocator.
+
+    Eager PyTorch allocates its activations from torch's allocator during the call;
+    TensorRT keeps them in its execution context and ONNX Runtime in its arena, both
+    outside torch's allocator (and allocated before the call). Those backends state
+    that memory through :func:`report_held` (TensorRT from the engine's device memory
+    size, ONNX Runtime from NVML's per-process figure across its first run), so the
+    figures compare activations and workspace with activations and workspace; weights
+    are in none of them. After :meth:`measure`, ``details`` holds the parts and this
+    process's whole device memory as NVML sees it (MB; None where NVML cannot tell).
     """
 
-    kind = "torch max_memory_allocated - memory_allocated before"
+    kind = ("torch max_memory_allocated - memory_allocated before, plus device memory the "
+            "backend holds outside torch's allocator (TensorRT execution context, ONNX "
+            "Runtime arena)")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.details: dict[str, float | None] = {}
 
-    def measure(self, fn: Callable[[], object]) -> float:
-        """MB torch allocated above the starting point at the peak of ``fn()``."""
+    def measure(self, fn: Callable[[], object]) -> float | None:
+        """MB the call of ``fn()`` needed above the starting point at its peak; None when
+        a backend it ran could not tell what it holds outside torch's allocator."""
+        global _held
         import torch
 
         torch.cuda.synchronize(self.index)
         torch.cuda.reset_peak_memory_stats(self.index)
         before = torch.cuda.memory_allocated(self.index)
         reserved_before = torch.cuda.memory_reserved(self.index)
-        fn()
-        torch.cuda.synchronize(self.index)
-        peak: float = (torch.cuda.max_memory_allocated(self.index) - before) / MB
+        held: dict[str, float | None] = {}
+        _held = held
+        try:
+            fn()
+            torch.cuda.synchronize(self.index)
+        finally:
+            _held = None
+        allocated: float = (torch.cuda.max_memory_allocated(self.index) - before) / MB
+        unknown = any(v is None for v in held.values())
+        outside = None if unknown else sum(v or 0.0 for v in held.values())
         self.details = {
-            "allocated_peak_mb": peak,
+            "allocated_peak_mb": allocated,
             "reserved_peak_mb": (torch.cuda.max_memory_reserved(self.index)
                                  - reserved_before) / MB,
+            "outside_torch_mb": outside,
             "nvml_process_mb": nvml_process_mb(self.index),
         }
-        return peak
+        return None if outside is None else allocated + outside
 
 
 def nvml_process_mb(cuda_index: int) -> float | None:
-    """This process's memory on ``cuda:<cuda_index>`` as NVML sees it (the CUDA context
-    included), in MB; None where NVML is missing or does not list this process."""
+    """This process's memory on ``cuda:<cuda_index>`` as NVML sees it (the CUDA context,
+    torch's reserved memory and every other library's included), in MB; None where NVML
+    is missing or does not list this process (another PID namespace). One NVML session
+    per device serves every call (:func:`.nvml.shared_probe`)."""
     try:
-        probe = NvmlProbe(nvml_index(cuda_index))
+        probe = shared_probe(cuda_index)
         return probe.process_memory_mb(os.getpid()) if probe.available() else None
     except Exception:  # telemetry must never break a measurement
         return None

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-# Clock-event ("throttle") reason bits, as in nvml.h (nvmlClocksEventReason*; the
-# older nvmlClocksThrottleReason* names have the same values).
+# Clock-event ("throttle") reason bits, as in nvml.h (nvmlClocksEventReason*; the older
+# nvmlClocksThrottleReason* names have the same values). nvml.h defines no bit above 0x100;
+# any other bit set is reported by its value ("reason 0x200").
 REASONS: tuple[tuple[int, str], ...] = (
     (0x0000000000000001, "gpu idle"),
     (0x0000000000000002, "applications clocks setting"),
@@ -28,8 +30,6 @@ REASONS: tuple[tuple[int, str], ...] = (
     (0x0000000000000040, "hw thermal slowdown"),
     (0x0000000000000080, "hw power brake slowdown"),
     (0x0000000000000100, "display clock setting"),
-    (0x0000000000000200, "board limit"),
-    (0x0000000000000400, "reliability"),
 )
 # Not throttling: the GPU waiting for work, or clocks pinned on purpose.
 IGNORED_REASONS = 0x1 | 0x2
@@ -53,12 +53,12 @@ def reason_names(mask: int, ignore: int = IGNORED_REASONS) -> list[str]:
 
 
 def nvml_index(cuda_index: int, visible: str | None = None) -> int | str:
-    """The NVML device for a CUDA ordinal: an index, or a UUID when
-    ``CUDA_VISIBLE_DEVICES`` names devices by UUID.
+    """The ``CUDA_VISIBLE_DEVICES`` entry of a CUDA ordinal: an index, or a UUID when the
+    variable names devices by UUID; the ordinal itself when the variable is unset.
 
-    NVML counts every GPU in PCI order; CUDA counts the visible ones, so with
-    ``CUDA_VISIBLE_DEVICES=2,3`` cuda:0 is NVML device 2. (With more than one GPU
-    set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA orders them like NVML.)
+    An index is NVML's only when CUDA orders GPUs as NVML does (PCI bus order):
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, or a single GPU. CUDA's default order is fastest
+    first, so prefer :func:`nvml_ids`, which matches by UUID or PCI bus id.
     """
     if visible is None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -72,6 +72,82 @@ def nvml_index(cuda_index: int, visible: str | None = None) -> int | str:
         return int(entry)
     except ValueError:
         return entry  # "GPU-..." UUID (or "MIG-...")
+
+
+def pci_bus_id(props: object) -> str | None:
+    """NVML's spelling of a device's PCI bus id (``00000000:3B:00.0``) from CUDA device
+    properties with ``pci_domain_id``, ``pci_bus_id`` and ``pci_device_id`` (newer torch
+    builds), else None."""
+    parts = [getattr(props, f"pci_{name}_id", None) for name in ("domain", "bus", "device")]
+    if not all(isinstance(p, int) for p in parts):
+        return None
+    domain, bus, device = parts
+    return f"{domain:08X}:{bus:02X}:{device:02X}.0"
+
+
+def nvml_ids(cuda_index: int, props: object | None = None,
+             visible: str | None = None) -> list[int | str]:
+    """How NVML can find the GPU behind ``cuda:<cuda_index>``, best first.
+
+    ``props`` are the CUDA device properties (``torch.cuda.get_device_properties``;
+    looked up when torch is already imported and None is given). Their ``uuid`` names the
+    device as NVML does once prefixed (``GPU-<uuid>``, or ``MIG-<uuid>`` for a MIG
+    instance); then the PCI bus id where the properties have it (:func:`pci_bus_id`);
+    last the ``CUDA_VISIBLE_DEVICES`` entry or the ordinal (:func:`nvml_index`), which is
+    NVML's index only when CUDA orders GPUs by PCI bus.
+    """
+    if props is None:
+        props = _cuda_properties(cuda_index)
+    ids: list[int | str] = []
+    uuid = str(getattr(props, "uuid", "") or "") if props is not None else ""
+    if uuid:
+        if uuid.startswith(("GPU-", "MIG-")):
+            ids.append(uuid)
+        else:
+            ids += [f"GPU-{uuid}", f"MIG-{uuid}"]
+    bus = pci_bus_id(props) if props is not None else None
+    if bus:
+        ids.append(bus)
+    fallback = nvml_index(cuda_index, visible)
+    if fallback not in ids:
+        ids.append(fallback)
+    return ids
+
+
+def _cuda_properties(cuda_index: int) -> object | None:
+    """torch's properties of ``cuda:<cuda_index>`` when torch is imported and sees it."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return torch.cuda.get_device_properties(cuda_index)
+    except Exception:  # telemetry must never break a measurement
+        return None
+    return None
+
+
+def matched_by(ident: int | str) -> str:
+    """How an identifier from :func:`nvml_ids` names a GPU: uuid, pci_bus_id or index."""
+    if isinstance(ident, int):
+        return "index"
+    if ident.startswith(("GPU-", "MIG-")):
+        return "uuid"
+    return "pci_bus_id" if ":" in ident else "index"
+
+
+_SHARED: dict[tuple[int | str, ...], NvmlProbe] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_probe(cuda_index: int) -> NvmlProbe:
+    """One :class:`NvmlProbe` per CUDA device for the whole process: NVML is initialised
+    once (it counts ``nvmlInit`` calls until as many ``nvmlShutdown``), not per reading.
+    Released when the process ends."""
+    key = tuple(nvml_ids(cuda_index))
+    with _SHARED_LOCK:
+        probe = _SHARED.get(key)
+        if probe is None:
+            probe = _SHARED[key] = NvmlProbe(list(key))
+        return probe
 
 
 class NvmlFacts(TypedDict, total=False):
@@ -90,6 +166,10 @@ class NvmlFacts(TypedDict, total=False):
     memory_total_mb: float
     memory_used_mb: float
     clock_event_reasons: list[str]
+    uuid: str | None
+    pci_bus_id: str | None
+    matched_by: str | None
+    mig: bool
 
 
 class NvmlWindow(TypedDict, total=False):
@@ -138,20 +218,27 @@ def _text(value: object) -> str:
 class NvmlProbe:
     """One GPU seen through NVML.
 
-    ``index`` is NVML's index (see :func:`nvml_index`) or a UUID string. ``nvml``
-    is the pynvml module or a stand-in; by default ``pynvml`` is imported on first
-    use. ``interval_s`` is how often the background thread samples between
-    :meth:`start` and :meth:`stop`.
+    ``index`` names the GPU: NVML's index, a UUID (``GPU-...``, ``MIG-...``), a PCI bus id
+    (``00000000:3B:00.0``), or a list of them tried in order (:func:`nvml_ids`);
+    ``matched_by`` then says which kind found it. On a MIG instance the GPU-wide readings
+    (clocks, temperature, power, energy) come from its parent GPU, which NVML answers
+    for; compute processes from the instance. ``nvml`` is the pynvml module or a
+    stand-in; by default ``pynvml`` is imported on first use. ``interval_s`` is how often
+    the background thread samples between :meth:`start` and :meth:`stop`.
     """
 
     # ``nvml`` is typed Any: pynvml ships no type information, and tests pass a
     # stand-in object with the same functions.
-    def __init__(self, index: int | str = 0, nvml: Any = None, interval_s: float = 0.02) -> None:
+    def __init__(self, index: int | str | Sequence[int | str] = 0, nvml: Any = None,
+                 interval_s: float = 0.02) -> None:
         self.index = index
+        self.matched_by: str | None = None  # uuid, pci_bus_id or index, once opened
+        self.mig = False
         self.interval_s = interval_s
         self.reason: str | None = None  # why NVML is not available, once known
         self._nvml: Any = nvml
-        self._handle: object = None  # NVML's opaque device handle
+        self._handle: object = None  # NVML's opaque handle of the GPU (the parent of a MIG)
+        self._device_handle: object = None  # the handle the identifier matched
         self._ready: bool | None = None
         self._error: type[BaseException] = Exception
         self._reasons_fn: Callable[[object], int] | None = None
@@ -184,17 +271,38 @@ class NvmlProbe:
         except (self._error, OSError) as exc:
             self.reason = f"NVML could not start: {type(exc).__name__}: {exc}"
             return False
-        try:
-            if isinstance(self.index, str):
-                self._handle = nvml.nvmlDeviceGetHandleByUUID(self.index)
-            else:
-                self._handle = nvml.nvmlDeviceGetHandleByIndex(self.index)
-        except self._error as exc:
-            self.reason = f"NVML has no device {self.index!r}: {type(exc).__name__}: {exc}"
+        ids = [self.index] if isinstance(self.index, (int, str)) else list(self.index)
+        errors = []
+        for ident in ids:
+            try:
+                self._device_handle = self._handle_of(nvml, ident)
+            except (self._error, ValueError) as exc:
+                errors.append(f"{ident!r}: {type(exc).__name__}: {exc}")
+                continue
+            self.matched_by = matched_by(ident)
+            break
+        else:
+            self.reason = "NVML has no device " + "; ".join(errors or ["(no identifier)"])
             self._shutdown()
             return False
+        self._handle = self._device_handle
+        is_mig = self._call("nvmlDeviceIsMigDeviceHandle", self._device_handle)
+        if int(getattr(is_mig, "value", is_mig) or 0):  # pynvml returns a ctypes c_uint
+            parent = self._call("nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
+                                self._device_handle)
+            if parent is not None:
+                self.mig, self._handle = True, parent
         self._reasons_fn = self._pick_reasons_fn()
         return True
+
+    @staticmethod
+    def _handle_of(nvml: Any, ident: int | str) -> object:
+        kind = matched_by(ident)
+        if kind == "uuid":
+            return nvml.nvmlDeviceGetHandleByUUID(ident)
+        if kind == "pci_bus_id":
+            return nvml.nvmlDeviceGetHandleByPciBusId(ident)
+        return nvml.nvmlDeviceGetHandleByIndex(int(ident))
 
     def _pick_reasons_fn(self) -> Callable[[object], int] | None:
         """The clock-event reasons call this driver answers: the new name, else the old."""
@@ -270,7 +378,14 @@ class NvmlProbe:
                                         self._const("NVML_TEMPERATURE_GPU", 0)),
             "power_limit_w": limit_mw / 1000.0 if limit_mw is not None else None,
         }
-        info = self._call("nvmlDeviceGetMemoryInfo", h)
+        uuid = self._call("nvmlDeviceGetUUID", self._device_handle)
+        out["uuid"] = _text(uuid) if uuid is not None else None
+        pci = self._call("nvmlDeviceGetPciInfo", h)
+        bus = getattr(pci, "busId", None) if pci is not None else None
+        out["pci_bus_id"] = _text(bus) if bus is not None else None
+        out["matched_by"] = self.matched_by
+        out["mig"] = self.mig
+        info = self._call("nvmlDeviceGetMemoryInfo", self._device_handle)
         if info is not None:
             out["memory_total_mb"] = info.total / 2**20
             out["memory_used_mb"] = info.used / 2**20
@@ -290,6 +405,18 @@ class NvmlProbe:
     def _energy_mj(self) -> int | None:
         value = self._call("nvmlDeviceGetTotalEnergyConsumption", self._handle)
         return int(value) if value is not None else None
+
+    def energy_mj(self) -> int | None:
+        """The GPU's energy counter (mJ since the driver loaded; NVML updates it every
+        20-100 ms); None without NVML or where the GPU has no counter (before Volta)."""
+        return self._energy_mj() if self.available() else None
+
+    def power_limit_w(self) -> float | None:
+        """The enforced power limit (W), or None."""
+        if not self.available():
+            return None
+        limit_mw = self._call("nvmlDeviceGetPowerManagementLimit", self._handle)
+        return limit_mw / 1000.0 if limit_mw is not None else None
 
     # -- a measurement window ----------------------------------------------
 
@@ -380,7 +507,7 @@ class NvmlProbe:
         """
         if not self.available():
             return []
-        procs = self._call("nvmlDeviceGetComputeRunningProcesses", self._handle) or []
+        procs = self._call("nvmlDeviceGetComputeRunningProcesses", self._device_handle) or []
         out: list[ComputeProcess] = []
         for p in procs:
             used = getattr(p, "usedGpuMemory", None)

@@ -93,3 +93,74 @@ def test_cuda_peak_still_importable_from_devices():
     from pytest_hwopt.hardware import devices
 
     assert devices.CudaPeak is CudaPeak
+
+
+class FakeAllocator:
+    """torch.cuda's allocator statistics (bytes), as a call that allocates 10 MB sees them."""
+
+    def __init__(self) -> None:
+        self.allocated = 100 * 2**20
+        self.peak = self.allocated
+
+    def install(self, monkeypatch, torch):
+        for name, fn in {
+            "synchronize": lambda index=None: None,
+            "reset_peak_memory_stats": lambda index=None: setattr(self, "peak", self.allocated),
+            "memory_allocated": lambda index=None: self.allocated,
+            "memory_reserved": lambda index=None: 2 * self.allocated,
+            "max_memory_allocated": lambda index=None: self.peak,
+            "max_memory_reserved": lambda index=None: 2 * self.peak,
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, fn)
+
+    def allocate_10mb(self):
+        self.peak = max(self.peak, self.allocated + 10 * 2**20)
+
+
+def test_cuda_peak_adds_what_a_backend_holds_outside_torch(monkeypatch):
+    """TensorRT and ONNX Runtime keep their activations outside torch's allocator; their
+    runners state it, so a budget compares like with like (the kind says so)."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from pytest_hwopt.hardware import memory
+
+    allocator = FakeAllocator()
+    allocator.install(monkeypatch, torch)
+    monkeypatch.setattr(memory, "nvml_process_mb", lambda index: 900.0)
+
+    def engine_call():
+        allocator.allocate_10mb()  # its outputs, from torch's allocator
+        memory.report_held("engine context", 64.0)
+        memory.report_held("engine context", 64.0)  # every call states it: counted once
+
+    probe = CudaPeak(0)
+    assert probe.measure(engine_call) == 74.0
+    assert probe.details == {"allocated_peak_mb": 10.0, "reserved_peak_mb": 20.0,
+                             "outside_torch_mb": 64.0, "nvml_process_mb": 900.0}
+    assert probe.measure(allocator.allocate_10mb) == 10.0  # eager: torch's allocator only
+    assert "outside torch's allocator" in CudaPeak.kind
+    memory.report_held("outside a measurement", 1.0)  # a no-op
+    assert probe.measure(lambda: None) == 0.0
+
+
+def test_cuda_peak_is_unmeasured_when_a_backend_cannot_tell(monkeypatch):
+    """ONNX Runtime's arena is read through NVML; where NVML cannot see the process, the
+    figure is missing (the memory check says "not measured"), never torch's part alone."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from pytest_hwopt.hardware import memory
+
+    allocator = FakeAllocator()
+    allocator.install(monkeypatch, torch)
+    monkeypatch.setattr(memory, "nvml_process_mb", lambda index: None)
+
+    def session_call():
+        allocator.allocate_10mb()
+        memory.report_held("onnxruntime session", None)
+
+    probe = CudaPeak(0)
+    assert probe.measure(session_call) is None
+    assert probe.details["allocated_peak_mb"] == 10.0
+    assert probe.details["outside_torch_mb"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -9,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_index, reason_names
+from pytest_hwopt.hardware.nvml import (
+    REASONS,
+    NvmlProbe,
+    nvml_ids,
+    nvml_index,
+    pci_bus_id,
+    reason_names,
+)
 
 
 class FakeNvml:
@@ -258,3 +266,126 @@ def test_uuid_index_uses_handle_by_uuid() -> None:
     probe = NvmlProbe("GPU-abc", nvml=fake)
     assert probe.available()
     assert probe._handle == "handle:GPU-abc"
+
+
+# -- matching CUDA's device to NVML's, several GPUs and MIG -------------------------------
+
+
+class TwoGpuNvml(FakeNvml):
+    """Two GPUs in NVML's (PCI) order: an A100 at bus 0x3B, an H100 at bus 0x86. CUDA's
+    default order is fastest first, so CUDA's device 0 is NVML's device 1."""
+
+    GPUS = [("NVIDIA A100-SXM4-40GB", "GPU-aaaa-1111", "00000000:3B:00.0"),
+            ("NVIDIA H100 80GB HBM3", "GPU-hhhh-2222", "00000000:86:00.0")]
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        if not 0 <= index < len(self.GPUS):
+            raise self.NVMLError("Invalid Argument")
+        return f"handle{index}"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        for i, (_, known, _) in enumerate(self.GPUS):
+            if uuid == known:
+                return f"handle{i}"
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus: str) -> str:
+        for i, (_, _, known) in enumerate(self.GPUS):
+            if bus.upper() == known:
+                return f"handle{i}"
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceGetName(self, handle: Any) -> str:
+        return self.GPUS[int(str(handle)[-1])][0]
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        return self.GPUS[int(str(handle)[-1])][1]
+
+
+def test_cuda_device_is_matched_by_uuid_not_by_order() -> None:
+    """torch's properties of cuda:0 carry the UUID without NVML's "GPU-" prefix."""
+    props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", uuid="hhhh-2222")
+    ids = nvml_ids(0, props, visible="")
+    assert ids == ["GPU-hhhh-2222", "MIG-hhhh-2222", 0]
+    probe = NvmlProbe(ids, nvml=TwoGpuNvml())
+    facts = probe.facts()
+    assert facts["gpu"] == "NVIDIA H100 80GB HBM3"  # by index it would be the A100
+    assert (facts["matched_by"], facts["uuid"], facts["mig"]) == ("uuid", "GPU-hhhh-2222",
+                                                                  False)
+
+
+def test_cuda_device_is_matched_by_pci_bus_id_where_torch_has_it() -> None:
+    props = SimpleNamespace(uuid="", pci_domain_id=0, pci_bus_id=0x86, pci_device_id=0)
+    assert pci_bus_id(props) == "00000000:86:00.0"
+    ids = nvml_ids(0, props, visible="")
+    assert ids == ["00000000:86:00.0", 0]
+    probe = NvmlProbe(ids, nvml=TwoGpuNvml())
+    assert probe.facts()["gpu"] == "NVIDIA H100 80GB HBM3"
+    assert probe.matched_by == "pci_bus_id"
+
+
+def test_without_properties_the_visible_devices_entry_is_the_last_resort() -> None:
+    assert nvml_ids(1, SimpleNamespace(), visible="2,3") == [3]
+    assert nvml_ids(0, SimpleNamespace(), visible="GPU-x,GPU-y") == ["GPU-x"]
+    probe = NvmlProbe(["GPU-none", 1], nvml=TwoGpuNvml())
+    assert probe.available() and probe.matched_by == "index"
+    missing = NvmlProbe(["GPU-none"], nvml=TwoGpuNvml())
+    assert not missing.available() and "GPU-none" in str(missing.reason)
+
+
+class MigNvml(TwoGpuNvml):
+    """A MIG instance: device queries answer for the instance, clocks and energy only for
+    its parent GPU (NVML returns NOT_SUPPORTED on the instance's handle)."""
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        if uuid == "MIG-mmmm":
+            return "mig0"
+        return super().nvmlDeviceGetHandleByUUID(uuid)
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle: Any) -> int:
+        return int(str(handle).startswith("mig"))
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Any) -> str:
+        return "handle1"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        if str(handle).startswith("mig"):
+            raise self.NVMLError_NotSupported("Not Supported")
+        return super().nvmlDeviceGetTotalEnergyConsumption(handle)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[Any]:
+        return [SimpleNamespace(pid=7, usedGpuMemory=2**20)] if handle == "mig0" else []
+
+
+def test_mig_instance_reads_gpu_wide_figures_from_its_parent() -> None:
+    probe = NvmlProbe(nvml_ids(0, SimpleNamespace(uuid="MIG-mmmm"), visible=""),
+                      nvml=MigNvml(energy=[100, 350]))
+    assert probe.available() and probe.mig and probe.matched_by == "uuid"
+    assert probe.energy_mj() == 100  # the parent's counter
+    assert probe.process_memory_mb(7) == 1.0  # the instance's processes
+    assert probe.facts()["mig"] is True
+
+
+def test_reason_bits_are_nvmls_constants() -> None:
+    """Every named bit is one of nvml.h's clock-event reasons, and every reason is named."""
+    pynvml = pytest.importorskip("pynvml")
+    constants = {value for name, value in vars(pynvml).items()
+                 if name.startswith("nvmlClocksEventReason") and isinstance(value, int)
+                 and name not in ("nvmlClocksEventReasonNone", "nvmlClocksEventReasonAll")}
+    assert {bit for bit, _ in REASONS} == constants
+    assert reason_names(0x200 | 0x400) == ["reason 0x200", "reason 0x400"]
+
+
+def test_one_nvml_session_serves_every_memory_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML counts nvmlInit calls: a reading per measurement must not init it again."""
+    from pytest_hwopt.hardware import memory, nvml
+
+    fake = FakeNvml()
+    fake.processes = [SimpleNamespace(pid=os.getpid(), usedGpuMemory=300 * 2**20)]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(nvml, "_SHARED", {})
+    monkeypatch.setattr(nvml, "_cuda_properties", lambda index: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    readings = [memory.nvml_process_mb(0) for _ in range(5)]
+    assert readings == [300.0] * 5
+    assert (fake.inits, fake.shutdowns) == (1, 0)
