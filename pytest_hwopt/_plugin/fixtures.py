@@ -212,7 +212,7 @@ def _graph_capture(device: Device) -> Callable[[Callable[[], Any]], Callable[[],
     def capture(fn: Callable[[], Any]) -> Callable[[], Any]:
         from pytest_hwopt.hardware.cudagraph import capture as capture_graph
 
-        return capture_graph(fn)
+        return capture_graph(fn, device=device.index or 0)  # on the measured GPU
 
     return capture
 

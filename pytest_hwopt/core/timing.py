@@ -13,10 +13,12 @@ timer, and counts every sample of a timer without flags as undisturbed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_hwopt.core.contention import DisturbanceProbe, Preemption, SchedCounters
 
@@ -76,12 +78,31 @@ class CudaEvent(Protocol):
         ...
 
 
+class CudaStream(Protocol):
+    """A CUDA stream as ``torch.cuda.Stream`` makes it."""
+
+    # Any: torch's streams take only their own class (typed as torch.cuda.Stream)
+    def wait_stream(self, stream: Any, /) -> None:
+        """Order this stream's later work after the work queued on ``stream`` so far."""
+        ...
+
+
 class CudaEvents(Protocol):
-    """What :class:`CudaEventTimer` uses of the ``torch.cuda`` module."""
+    """What :class:`CudaEventTimer` uses of the ``torch.cuda`` module.
+
+    ``device(index)`` makes a device current (events, streams and ``synchronize()`` act on
+    the current device); ``stream(s)`` makes a stream current on its device.
+    """
 
     def Event(self, *, enable_timing: bool) -> CudaEvent: ...
 
     def synchronize(self) -> None: ...
+
+    def device(self, index: int, /) -> AbstractContextManager[object]: ...
+
+    def stream(self, stream: Any, /) -> AbstractContextManager[object]: ...
+
+    def current_stream(self) -> CudaStream: ...
 
 
 class HostTimer:
@@ -169,10 +190,18 @@ class SyncedHostTimer:
 
 
 class CudaEventTimer:
-    """CUDA events around each sample on the current stream, one synchronisation per block.
+    """CUDA events around each sample on a stream of one device, one synchronisation per block.
+
+    ``device`` is the CUDA ordinal the work runs on: it is made current while a block is
+    timed, so the events, the stream and the synchronisation are that device's (None:
+    whichever device is current, right only on a one-GPU machine). ``stream``: the
+    samples run with it current (it first waits for the work already queued on the
+    current stream, which then waits for it); None: the current stream.
 
     ``between`` runs before each sample outside the timed region (an L2 flush);
-    its events are not recorded, so its cost is excluded.
+    its events are not recorded, so its cost is excluded. ``one_call_per_sample``
+    tells the engine not to batch calls into a sample: set for a flush, so that every
+    timed call starts cold (a batch would time calls 2..k warm).
 
     ``probe`` flags a sample when the host was kept from a CPU while it queued the
     sample's work (from the read before ``between`` to the read after the end event):
@@ -185,10 +214,15 @@ class CudaEventTimer:
     name = "cuda events"
 
     def __init__(self, cuda: CudaEvents, between: Callable[[], None] | None = None,
-                 probe: DisturbanceProbe | None = None) -> None:
+                 probe: DisturbanceProbe | None = None, *, device: int | None = None,
+                 stream: CudaStream | None = None,
+                 one_call_per_sample: bool = False) -> None:
         self._cuda = cuda  # the torch.cuda module, passed in so tests can use a fake
         self._between = between
         self.probe: DisturbanceProbe = probe if probe is not None else Preemption()
+        self.device = device
+        self.stream = stream
+        self.one_call_per_sample = one_call_per_sample
 
     def time_samples(self, fn: Work, calls_per_sample: int,
                      samples: int) -> list[float]:
@@ -196,19 +230,28 @@ class CudaEventTimer:
 
     def time_flagged(self, fn: Work, calls_per_sample: int, samples: int) -> Timed:
         cuda = self._cuda
-        pairs = [(cuda.Event(enable_timing=True), cuda.Event(enable_timing=True))
-                 for _ in range(samples)]
-        calls = range(calls_per_sample)
-        with self.probe.reading() as read:
-            readings = [read()]
-            for start, end in pairs:
-                if self._between is not None:
-                    self._between()
-                start.record()
-                for _ in calls:
-                    fn()
-                end.record()
-                readings.append(read())
-        cuda.synchronize()
+        on_device: AbstractContextManager[object] = (
+            cuda.device(self.device) if self.device is not None else contextlib.nullcontext())
+        with on_device:
+            with contextlib.ExitStack() as on_stream:
+                if self.stream is not None:
+                    caller = cuda.current_stream()
+                    self.stream.wait_stream(caller)
+                    on_stream.callback(caller.wait_stream, self.stream)  # after leaving it
+                    on_stream.enter_context(cuda.stream(self.stream))
+                pairs = [(cuda.Event(enable_timing=True), cuda.Event(enable_timing=True))
+                         for _ in range(samples)]
+                calls = range(calls_per_sample)
+                with self.probe.reading() as read:
+                    readings = [read()]
+                    for start, end in pairs:
+                        if self._between is not None:
+                            self._between()
+                        start.record()
+                        for _ in calls:
+                            fn()
+                        end.record()
+                        readings.append(read())
+            cuda.synchronize()  # the current device's: the one the work ran on
         out = [start.elapsed_time(end) / 1000.0 for start, end in pairs]
         return Timed(out, _flags(self.probe, readings, out))

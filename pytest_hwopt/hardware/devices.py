@@ -80,17 +80,21 @@ class Device:
         return [self.name, self.torch_device, "cuda"]
 
     def timer(self, cold_cache: bool = False) -> Timer:
-        """CUDA events on a GPU (``cold_cache``: L2 flushed before each sample), else the host
-        clock. A cold cache cannot be made on a CPU: :class:`DeviceError`."""
+        """CUDA events on a GPU, on this device (made current while timing, so events and
+        synchronisation are this GPU's, not device 0's); ``cold_cache``: the L2 flushed
+        before each sample, and one call per sample so every timed call starts cold.
+        Elsewhere the host clock. A cold cache cannot be made on a CPU: :class:`DeviceError`."""
         if self.kind == "cuda":
             import torch
 
+            index = self.index or 0
             if not cold_cache:
-                return CudaEventTimer(torch.cuda)
+                return CudaEventTimer(torch.cuda, device=index)
             from pytest_hwopt.hardware.cudagraph import l2_flusher
 
-            timer = CudaEventTimer(torch.cuda, between=l2_flusher(self.index or 0))
-            timer.name = "cuda events, L2 flushed before each sample"
+            timer = CudaEventTimer(torch.cuda, between=l2_flusher(index), device=index,
+                                   one_call_per_sample=True)
+            timer.name = "cuda events, L2 flushed before each sample (one call per sample)"
             return timer
         if cold_cache:
             raise DeviceError("a cold cache (--hwopt-cache=cold) flushes a GPU's L2; "

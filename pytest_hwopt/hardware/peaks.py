@@ -170,8 +170,21 @@ def measure_peaks(device: Device | str = "cpu", *, budget_s: float | None = None
 
 
 def _best_seconds(torch: ModuleType, kind: str, fn: Callable[[], object], share_s: float,
-                  min_reps: int = 3, max_reps: int = 50) -> float:
-    """Fastest of repeated timed calls of ``fn`` (one untimed call first), in seconds."""
+                  min_reps: int = 3, max_reps: int = 50, torch_device: str = "cpu") -> float:
+    """Fastest of repeated timed calls of ``fn`` (one untimed call first), in seconds.
+
+    On CUDA ``torch_device`` (``cuda:N``) is made current, so the events time the
+    stream of the GPU the work runs on."""
+    if kind == "cuda":
+        with torch.cuda.device(torch_device):
+            return _fastest(torch, True, fn, share_s, min_reps, max_reps)
+    return _fastest(torch, False, fn, share_s, min_reps, max_reps)
+
+
+def _fastest(torch: ModuleType, cuda: bool, fn: Callable[[], object], share_s: float,
+             min_reps: int, max_reps: int) -> float:
+    """:func:`_best_seconds` on the current device."""
+    kind = "cuda" if cuda else "cpu"
     fn()
     if kind == "cuda":
         torch.cuda.synchronize()
@@ -202,7 +215,8 @@ def _copy_gbs(torch: ModuleType, kind: str, torch_device: str, copy_mb: int,
     n = max(1, copy_mb * 2**20 // 4)
     src = torch.ones(n, dtype=torch.float32, device=torch_device)
     dst = torch.empty_like(src)
-    seconds = _best_seconds(torch, kind, lambda: dst.copy_(src), share_s)
+    seconds = _best_seconds(torch, kind, lambda: dst.copy_(src), share_s,
+                           torch_device=torch_device)
     return float(2 * src.numel() * src.element_size() / seconds / 1e9)
 
 
@@ -219,7 +233,8 @@ def _gemm_tflops(torch: ModuleType, kind: str, torch_device: str, dtype: str, n:
         previous = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("high" if dtype == "tf32" else "highest")
         try:
-            seconds = _best_seconds(torch, kind, lambda: torch.mm(a, b, out=out), share_s)
+            seconds = _best_seconds(torch, kind, lambda: torch.mm(a, b, out=out), share_s,
+                                   torch_device=torch_device)
         finally:
             torch.set_float32_matmul_precision(previous)
     except RuntimeError:  # dtype not supported here (e.g. bf16 on an old GPU)

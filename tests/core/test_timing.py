@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
+from fake_cuda import FakeCuda
+
 from pytest_hwopt.core.timing import CudaEventTimer, HostTimer, SyncedHostTimer
 
 
-class FakeCuda:
-    """Stands in for ``torch.cuda``: a device clock advanced by the queued work."""
-
-    def __init__(self) -> None:
-        self.device_ms = 0.0
-        self.syncs = 0
-        self.events: list[FakeEvent] = []
-
-    def Event(self, enable_timing: bool = False) -> FakeEvent:
-        assert enable_timing, "timing events must be asked for"
-        event = FakeEvent(self)
-        self.events.append(event)
-        return event
-
-    def synchronize(self) -> None:
-        self.syncs += 1
-
-
-class FakeEvent:
-    def __init__(self, cuda: FakeCuda) -> None:
-        self.cuda, self.at = cuda, None
-
-    def record(self) -> None:
-        self.at = self.cuda.device_ms
-
-    def elapsed_time(self, end: FakeEvent) -> float:
-        assert self.cuda.syncs, "elapsed_time read before synchronize"
-        return end.at - self.at
-
-
 def test_cuda_events_time_device_work_with_one_sync_per_block():
-    cuda = FakeCuda()
+    cuda = FakeCuda(count=1)  # events, streams and synchronisation as CUDA has them
 
     def kernel() -> None:
-        cuda.device_ms += 2.5  # queued device work of 2.5 ms, returns at once
+        cuda.kernel(device=0, ms=2.5)  # queued device work of 2.5 ms, returns at once
 
-    times = CudaEventTimer(cuda).time_samples(kernel, calls_per_sample=4, samples=3)
+    times = CudaEventTimer(cuda, device=0).time_samples(kernel, calls_per_sample=4, samples=3)
     assert times == [0.01, 0.01, 0.01]  # 4 calls x 2.5 ms, in seconds
-    assert cuda.syncs == 1
-    assert len(cuda.events) == 6
+    assert cuda.log.count(("synchronize", 0)) == 1
+    assert sum(1 for entry in cuda.log if entry[0] == "record") == 6
 
 
 def test_between_runs_outside_the_timed_region():
-    cuda = FakeCuda()
+    cuda = FakeCuda(count=1)
     flushed = []
 
     def flush() -> None:
-        cuda.device_ms += 100.0  # an L2 flush: expensive, must not be counted
+        cuda.kernel(device=0, ms=100.0)  # an L2 flush: expensive, must not be counted
         flushed.append(1)
 
     def kernel() -> None:
-        cuda.device_ms += 1.0
+        cuda.kernel(device=0, ms=1.0)
 
-    times = CudaEventTimer(cuda, between=flush).time_samples(kernel, 1, 5)
+    times = CudaEventTimer(cuda, between=flush, device=0).time_samples(kernel, 1, 5)
     assert times == [0.001] * 5
     assert len(flushed) == 5
 
