@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_hwopt.backends import onnx_export
 from pytest_hwopt.backends.base import Backend, BackendError, first_line
 from pytest_hwopt.backends.cache import ArtifactCache, model_fingerprint
+from pytest_hwopt.backends.modelpath import Unsupported
 from pytest_hwopt.hardware.devices import cpu_facts
+from pytest_hwopt.hardware.memory import report_held
 
 if TYPE_CHECKING:
     from pytest_hwopt.hardware.devices import Device
@@ -118,15 +120,25 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:
             raise BackendError(f"ONNX Runtime session failed: {type(exc).__name__}: "
                                f"{first_line(exc, empty='')}") from exc
-        facts.update({"providers": session.get_providers(), "opt_level": self.opt_level,
+        providers = list(session.get_providers())
+        fallback = provider_fallback(self._providers(device), providers)
+        if fallback is not None:
+            raise Unsupported(f"{self.name}: {fallback}")
+        facts.update({"providers": providers, "opt_level": self.opt_level,
                       "intra_op_threads": self.threads, "spinning": self.spinning})
         if optimized.exists():
             facts["optimized_ops"] = onnx_export.op_counts(optimized)
-        self._facts = facts
         names = [i.name for i in session.get_inputs()]
-        if device.kind == "cuda":
-            return _cuda_runner(session, names, device)
-        return _cpu_runner(session, names)
+        if device.kind != "cuda":
+            self._facts = facts
+            return _cpu_runner(session, names)
+        held: list[float | None] = [None]
+        run = _cuda_runner(session, names, device, held=lambda: held[0])
+        held[0], how = arena_growth_mb(run, example_inputs, device)
+        facts.update({"device_memory_outside_torch_mb": held[0],
+                      "device_memory_outside_torch": how})
+        self._facts = facts
+        return run
 
     def _quantized(self, path: Path, reduce_range: bool) -> Path:
         """Dynamic int8 quantisation. On x86 CPUs without VNNI, ONNX Runtime's u8s8 kernels
@@ -186,36 +198,135 @@ def _cpu_runner(session: Any, names: list[str]) -> Callable[..., Any]:
     return run
 
 
-def _cuda_runner(session: Any, names: list[str], device: Device) -> Callable[..., Any]:
-    """IO binding of torch CUDA tensors as inputs; outputs allocated by ORT on the device."""
+#: ONNX TensorProto element types of torch dtypes (ONNX Runtime's ``bind_input`` and
+#: ``bind_output`` take them as ``element_type``, bfloat16 included, which NumPy lacks)
+ONNX_TYPES: Final = {"float32": 1, "uint8": 2, "int8": 3, "int16": 5, "int32": 6, "int64": 7,
+                     "bool": 9, "float16": 10, "float64": 11, "bfloat16": 16}
+#: ONNX Runtime's ``OrtValue.data_type()`` strings -> torch dtype names
+ORT_TYPES: Final = {"tensor(float)": "float32", "tensor(uint8)": "uint8",
+                    "tensor(int8)": "int8", "tensor(int16)": "int16",
+                    "tensor(int32)": "int32", "tensor(int64)": "int64",
+                    "tensor(bool)": "bool", "tensor(float16)": "float16",
+                    "tensor(double)": "float64", "tensor(bfloat16)": "bfloat16"}
+
+
+def element_type(dtype: Any) -> Any:
+    """What ``bind_input``/``bind_output`` take for a torch dtype: the NumPy type where
+    NumPy has one, else (bfloat16) the ONNX element type number. TypeError for a dtype
+    ONNX Runtime cannot bind."""
     import numpy as np
+
+    name = str(dtype).removeprefix("torch.")
+    if name not in ONNX_TYPES:
+        raise TypeError(f"ONNX Runtime cannot bind a torch.{name} tensor (binds "
+                        f"{', '.join(ONNX_TYPES)})")
+    if name == "bfloat16":
+        return ONNX_TYPES[name]
+    return np.dtype(name).type
+
+
+def provider_fallback(asked: Sequence[Any], used: Sequence[str]) -> str | None:
+    """Why the session does not run on the provider asked for first, or None.
+
+    ONNX Runtime lists the CUDA and TensorRT providers in ``get_available_providers()``
+    whenever the package has them, loads their libraries only when a session is made,
+    and on failure drops to the next provider (TensorRT to CUDA, CUDA to CPU) with only a
+    log line; ``session.get_providers()`` tells what the session really uses."""
+    first = asked[0] if asked else None
+    wanted = first[0] if isinstance(first, tuple) else first
+    if wanted is None or (used and used[0] == wanted):
+        return None
+    return (f"ONNX Runtime fell back from {wanted} to {used[0] if used else 'nothing'} (the "
+            f"session uses {', '.join(used) or 'no provider'}): {wanted} is in this build "
+            "but could not be loaded; its libraries (CUDA, cuDNN, TensorRT) are missing or "
+            "do not match this onnxruntime")
+
+
+def _cuda_runner(session: Any, names: list[str], device: Device,
+                 sync: Callable[[], None] | None = None,
+                 held: Callable[[], float | None] = lambda: None) -> Callable[..., Any]:
+    """Torch CUDA tensors in and out through IO binding, with no host copy.
+
+    Inputs are bound by their device pointers; outputs are torch tensors allocated on the
+    device and bound the same way, so ONNX Runtime writes into them. The first call with
+    new input shapes runs once with outputs ONNX Runtime allocates, to learn their shapes
+    and types. ``sync`` waits for the work torch queued on its current stream (the
+    inputs), as ONNX Runtime runs on its own stream (default: the device's current
+    stream's ``synchronize``); ``run_with_iobinding`` returns with the outputs written.
+    ``held()`` is the memory ONNX Runtime holds outside torch's allocator, stated to the
+    memory probe on every call (:func:`.memory.report_held`).
+    """
     import torch
 
     binding = session.io_binding()
     outputs = [o.name for o in session.get_outputs()]
     index = device.index or 0
+    target = device.torch_device
+    if sync is None:
+        def sync() -> None:
+            torch.cuda.current_stream(index).synchronize()
 
-    def run(*inputs: Any) -> Any:
+    layouts: dict[tuple[Any, ...], list[tuple[tuple[int, ...], Any]]] = {}
+    source = f"onnxruntime session {id(session):x}"
+
+    def bind_inputs(xs: Sequence[Any]) -> None:
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
-        for name, x in zip(names, inputs):
-            x = x.contiguous()
-            binding.bind_input(name, "cuda", index, np.dtype(str(x.dtype).split(".")[-1]),
-                               tuple(x.shape), x.data_ptr())
-        for name in outputs:
-            binding.bind_output(name, "cuda", index)
+        for name, x in zip(names, xs):
+            binding.bind_input(name, "cuda", index, element_type(x.dtype), tuple(x.shape),
+                               x.data_ptr())
+
+    def run(*inputs: Any) -> Any:
+        # on the device and contiguous (bound by pointer), alive until the run returns
+        xs = [x.to(device=target).contiguous() for x in inputs]
+        key = tuple((tuple(x.shape), x.dtype) for x in xs)
+        layout = layouts.get(key)
+        if layout is None:  # new shapes: let ONNX Runtime allocate once, to learn them
+            bind_inputs(xs)
+            for name in outputs:
+                binding.bind_output(name, "cuda", index)
+            sync()
+            session.run_with_iobinding(binding)
+            layout = layouts[key] = [
+                (tuple(int(d) for d in v.shape()), getattr(torch, ORT_TYPES[v.data_type()]))
+                for v in binding.get_outputs()]
+        bind_inputs(xs)
+        outs = [torch.empty(shape, dtype=dtype, device=target) for shape, dtype in layout]
+        for name, out in zip(outputs, outs):
+            binding.bind_output(name, "cuda", index, element_type(out.dtype), tuple(out.shape),
+                                out.data_ptr())
+        sync()
         session.run_with_iobinding(binding)
-        return tuple(_to_torch(v, torch, device) for v in binding.get_outputs())
+        report_held(source, held())
+        return tuple(outs)
 
     return run
 
 
-def _to_torch(value: Any, torch: Any, device: Device) -> Any:
-    """An OrtValue on the GPU as a torch tensor: zero-copy through DLPack where the build has it."""
-    to_dlpack = getattr(value, "to_dlpack", None)
-    if to_dlpack is not None:
-        return torch.from_dlpack(to_dlpack())
-    return torch.from_numpy(value.numpy()).to(device.torch_device)
+def arena_growth_mb(run: Callable[..., Any], inputs: Sequence[Any], device: Device
+                    ) -> tuple[float | None, str]:
+    """Device memory ONNX Runtime takes outside torch's allocator in its first run (its
+    arena: activations and workspace), MB, and how it was read: this process's memory
+    as NVML sees it across the run, less what torch's allocator reserved meanwhile.
+    ``(None, why)`` where NVML cannot see this process."""
+    import torch
+
+    from pytest_hwopt.hardware.nvml import shared_probe
+
+    index = device.index or 0
+    probe = shared_probe(index)
+    if not probe.available():
+        return None, f"not measured: {probe.reason}"
+    torch.cuda.synchronize(index)
+    before = probe.process_memory_mb()
+    reserved = torch.cuda.memory_reserved(index)
+    run(*inputs)
+    torch.cuda.synchronize(index)
+    after = probe.process_memory_mb()
+    if before is None or after is None:
+        return None, "not measured: NVML does not list this process (a PID namespace?)"
+    grown = (after - before) - (torch.cuda.memory_reserved(index) - reserved) / 2**20
+    return max(0.0, grown), "NVML per-process memory across the first run, less torch's"
 
 
 class OnnxRuntimeTensorRTBackend(OnnxRuntimeBackend):

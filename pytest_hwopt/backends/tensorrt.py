@@ -1,19 +1,37 @@
 """Native TensorRT: ONNX -> serialized engine (cached on disk) -> ``execute_async_v3``.
 
 Written against TensorRT 10's documented Python API (``trt.Builder``,
-``builder.create_network(0)`` (explicit batch is the only mode in 10.x),
+``builder.create_network(flags)`` (explicit batch is the only mode in 10.x),
 ``trt.OnnxParser``, ``config.set_memory_pool_limit``, optimization profiles,
 ``builder.build_serialized_network``, ``trt.Runtime.deserialize_cuda_engine`` and the
 name-based I/O API: ``set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``).
-It is unverified on hardware until a GPU run proves it: the unit tests drive it with a
-fake ``tensorrt`` module only.
+It is unverified on hardware until a GPU run proves it (``tests/gpu``): the unit tests
+drive it with a fake ``tensorrt`` module that models versions, typing and streams.
 
-Precisions: fp32; fp16 (``BuilderFlag.FP16``); int8 (``BuilderFlag.INT8`` with no
-calibrator). Implicit-quantization calibration is not provided, so int8 only runs the
-layers of an explicitly quantized (Q/DQ) ONNX model in int8; a plain fp32 graph built
-with the INT8 flag falls back to higher precision layer by layer (TensorRT warns
-"Missing scale and zero-point ... expect fall back to non-int8 implementation").
-``describe()`` says so and counts those warnings.
+Typing. TensorRT 10.12 deprecated weakly typed networks (precision chosen by the builder
+flags ``BuilderFlag.FP16`` / ``INT8``) and their flags go in the next major version
+(NVIDIA's migration guide); a strongly typed network
+(``1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)``) takes every tensor's type
+from the ONNX graph. From 10.12 on, or where the flags are gone, this backend builds
+strongly typed: fp32 from the fp32 export, fp16 from an export of the model cast to fp16,
+and int8 is a skip with the reason (it needs an explicitly quantized, Q/DQ, model, and
+implicit calibration is not provided). Before 10.12 it builds weakly typed: fp16 sets
+``BuilderFlag.FP16``; int8 sets ``BuilderFlag.INT8`` with no calibrator, so only
+explicitly quantized (Q/DQ) ONNX layers run in int8 and a plain fp32 graph falls back to
+higher precision layer by layer (TensorRT warns "Missing scale and zero-point ... expect
+fall back to non-int8 implementation"); ``describe()`` says so and counts those warnings.
+A precision the installed TensorRT cannot build is a skip with the reason.
+
+Streams. ``execute_async_v3`` on the legacy default stream makes TensorRT synchronise
+around every enqueue ("Using default stream in enqueueV3() may lead to performance
+issues"), so the runner enqueues on the caller's current stream only when it is not the
+default one, and otherwise on a dedicated stream that first waits for the caller's
+stream, which then waits for it: a timer's events on the caller's stream bracket the
+engine's work.
+
+Memory. The engine's activations live in the execution context, outside torch's
+allocator; the runner states their size (``device_memory_size_v2``, else
+``device_memory_size``) to the memory probe (:func:`.memory.report_held`).
 
 :class:`TensorRTBackend` takes the ``tensorrt`` module and a :class:`CudaHandle` as
 parameters, each imported on first use when not given (tests pass stand-ins).
@@ -29,13 +47,17 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from pytest_hwopt.backends.base import Backend, BackendError, first_line, missing_modules
 from pytest_hwopt.backends.cache import ArtifactCache, file_digest
+from pytest_hwopt.backends.modelpath import Unsupported
 from pytest_hwopt.backends.onnx_export import EXPORTERS
 from pytest_hwopt.backends.ort import cached_onnx
+from pytest_hwopt.hardware.memory import report_held
 
 if TYPE_CHECKING:
     from pytest_hwopt.hardware.devices import Device
 
 MIN_MAJOR: Final = 10
+#: the first version that deprecates weakly typed networks (and their precision flags)
+STRONGLY_TYPED_FROM: Final = (10, 12)
 INT8_NOTE: Final = ("INT8 flag set without a calibrator (implicit-quantization calibration is "
                     "not provided): only explicitly quantized (Q/DQ) ONNX layers run in int8; "
                     "layers of a plain fp32 graph fall back to higher precision")
@@ -58,6 +80,7 @@ class TensorRTModule(Protocol):
     ILogger: type[Any]
     DataType: Any
     BuilderFlag: Any
+    NetworkDefinitionCreationFlag: Any
     MemoryPoolType: Any
     TensorIOMode: Any
     Builder: Callable[[Any], Any]
@@ -74,8 +97,11 @@ class CudaHandle(Protocol):
     def current(self, index: int) -> contextlib.AbstractContextManager[None]:
         """Make device ``index`` the current one (TensorRT builds and loads on it)."""
 
-    def stream(self, index: int) -> int:
-        """The raw handle of device ``index``'s current stream (``cudaStream_t`` as int)."""
+    def enqueue_stream(self, index: int) -> contextlib.AbstractContextManager[int]:
+        """The raw handle (``cudaStream_t`` as int) of the stream to enqueue on: device
+        ``index``'s current stream when it is not the legacy default stream (handle 0),
+        else a dedicated stream ordered after the current one, which waits for the
+        dedicated stream when the context exits."""
 
     def identity(self, index: int) -> tuple[str, str]:
         """``(GPU name, compute capability "major.minor")`` of device ``index``."""
@@ -83,6 +109,9 @@ class CudaHandle(Protocol):
 
 class TorchCuda:
     """:class:`CudaHandle` through ``torch.cuda``; torch is imported on first use."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, Any] = {}  # device -> its dedicated stream
 
     def problem(self) -> str | None:
         import torch
@@ -99,10 +128,22 @@ class TorchCuda:
         with torch.cuda.device(index):
             yield
 
-    def stream(self, index: int) -> int:
+    @contextlib.contextmanager
+    def enqueue_stream(self, index: int) -> Iterator[int]:
         import torch
 
-        return int(torch.cuda.current_stream(index).cuda_stream)
+        current = torch.cuda.current_stream(index)
+        if int(current.cuda_stream) != 0:
+            yield int(current.cuda_stream)
+            return
+        own = self._streams.get(index)
+        if own is None:
+            own = self._streams[index] = torch.cuda.Stream(device=index)
+        own.wait_stream(current)  # inputs written on the caller's stream come first
+        try:
+            yield int(own.cuda_stream)
+        finally:
+            current.wait_stream(own)  # the caller's later work (and end event) after it
 
     def identity(self, index: int) -> tuple[str, str]:
         import torch
@@ -154,6 +195,41 @@ def _require_trt(module: TensorRTModule | None = None) -> TensorRTModule:
     if trt is None:
         raise BackendError(f"TensorRT unavailable: {reason}")
     return trt
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``10.12.0.36`` (missing parts 0)."""
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
+def strongly_typed(trt: TensorRTModule) -> bool:
+    """Whether to build strongly typed networks: from TensorRT 10.12 (weak typing
+    deprecated), or wherever the weak-typing precision flags are gone."""
+    if version_tuple(str(trt.__version__)) >= STRONGLY_TYPED_FROM:
+        return True
+    return getattr(trt.BuilderFlag, "FP16", None) is None
+
+
+def unsupported_precision(trt: TensorRTModule, precision: str,
+                          strong: bool | None = None) -> str | None:
+    """Why the installed TensorRT cannot build ``precision`` in a strongly (``strong``) or
+    weakly typed network (None: as :func:`strongly_typed` chooses), or None."""
+    version = str(trt.__version__)
+    if strongly_typed(trt) if strong is None else strong:
+        if getattr(trt, "NetworkDefinitionCreationFlag", None) is None or getattr(
+                trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) is None:
+            return (f"tensorrt {version} has neither weak-typing precision flags nor "
+                    "NetworkDefinitionCreationFlag.STRONGLY_TYPED")
+        if precision == "int8":
+            return (f"tensorrt {version} builds strongly typed networks (weak typing is "
+                    "deprecated since 10.12): int8 needs a model quantized with Q/DQ nodes, "
+                    "and implicit int8 calibration is not provided")
+        return None
+    flag = {"fp16": "FP16", "int8": "INT8"}.get(precision)
+    if flag is not None and getattr(trt.BuilderFlag, flag, None) is None:
+        return f"tensorrt {version} has no BuilderFlag.{flag} for {precision}"
+    return None
 
 
 # --- pure plumbing ---------------------------------------------------------------------------
@@ -232,11 +308,12 @@ def torch_dtype(trt: TensorRTModule, trt_dtype: Any) -> Any:
 
 def engine_cache_key(cache: ArtifactCache, onnx_name: str, onnx_sha256: str, precision: str,
                      trt_version: str, gpu_name: str, compute_capability: str,
-                     workspace_mb: int, input_shapes: Sequence[Sequence[int]]) -> str:
+                     workspace_mb: int, input_shapes: Sequence[Sequence[int]],
+                     typing: str = "weakly typed") -> str:
     """Key of a serialized engine: everything the plan file depends on."""
     return cache.key("tensorrt-engine", onnx_name, onnx_sha256, precision, trt_version,
                      gpu_name, compute_capability, workspace_mb,
-                     [list(s) for s in input_shapes])
+                     [list(s) for s in input_shapes], typing)
 
 
 def profile_shapes(network_shape: Sequence[int], example_shape: Sequence[int]
@@ -257,12 +334,25 @@ def profile_shapes(network_shape: Sequence[int], example_shape: Sequence[int]
 
 
 def build_serialized(trt: TensorRTModule, onnx_bytes: bytes, precision: str, workspace_mb: int,
-                     input_shapes: Sequence[Sequence[int]], logger: Any = None
-                     ) -> tuple[Any, dict[str, Any]]:
-    """Parse ONNX and build a serialized engine; returns it and facts about the build."""
+                     input_shapes: Sequence[Sequence[int]], logger: Any = None,
+                     strong: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """Parse ONNX and build a serialized engine; returns it and facts about the build.
+
+    ``strong``: a strongly typed network, whose types (and so its precision) are the ONNX
+    graph's (None: :func:`strongly_typed` decides from the version); else weakly typed,
+    with the builder flag of ``precision``. BackendError for a precision this TensorRT
+    cannot build (:func:`unsupported_precision`)."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise BackendError(f"TensorRT precision {precision!r} is not one of fp32, fp16, int8")
+    strong = strongly_typed(trt) if strong is None else strong
+    why = unsupported_precision(trt, precision, strong)
+    if why is not None:
+        raise BackendError(f"TensorRT cannot build {precision}: {why}")
     logger = logger if logger is not None else shared_logger(trt)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    # TensorRT 10: explicit batch is the only mode; strong typing is a creation flag
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strong else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -270,12 +360,10 @@ def build_serialized(trt: TensorRTModule, onnx_bytes: bytes, precision: str, wor
                            + ("; ".join(errors) or logger.messages.error_text()))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision == "fp16":
+    if not strong and precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
-    elif precision == "int8":
+    elif not strong and precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
-    elif precision != "fp32":
-        raise BackendError(f"TensorRT precision {precision!r} is not one of fp32, fp16, int8")
     profile: dict[str, list[list[int]]] = {}
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     for i, tensor in enumerate(inputs):
@@ -297,6 +385,7 @@ def build_serialized(trt: TensorRTModule, onnx_bytes: bytes, precision: str, wor
     if serialized is None:
         raise BackendError("TensorRT engine build failed: " + logger.messages.error_text())
     facts = {"optimization_profile": profile or None,
+             "network": "strongly typed" if strong else "weakly typed",
              "build_warnings": logger.messages.warning_count,
              "build_warning_samples": logger.messages.warnings[:5]}
     if precision == "int8":
@@ -327,19 +416,25 @@ def stage_input(x: Any, dtype: Any, target: Any) -> Any:
 
 
 def make_runner(trt: TensorRTModule, engine: Any, context: Any, input_names: Sequence[str],
-                output_names: Sequence[str], device: Device, stream_handle: Callable[[], int],
+                output_names: Sequence[str], device: Device,
+                enqueue: Callable[[], contextlib.AbstractContextManager[int]],
                 keep_alive: Sequence[Any] = ()) -> Callable[..., tuple[Any, ...]]:
     """A callable taking the model's tensors and returning a tuple of output tensors.
 
     Inputs are made contiguous and of the engine's input dtypes; outputs are allocated by
-    torch from the context's shapes. Work is enqueued on ``stream_handle()`` without a
-    synchronize: the caller's timer waits for the stream.
+    torch from the context's shapes. Work is enqueued on the stream ``enqueue()`` yields
+    (:meth:`CudaHandle.enqueue_stream`: never the legacy default stream) without a
+    synchronize: the caller's timer waits for its stream, which waits for the engine.
+    Each call states the context's device memory to the memory probe
+    (:func:`.memory.report_held`).
     """
     import torch
 
     in_dtypes = [torch_dtype(trt, engine.get_tensor_dtype(n)) for n in input_names]
     out_dtypes = [torch_dtype(trt, engine.get_tensor_dtype(n)) for n in output_names]
     target = device.torch_device
+    held_mb = context_memory_mb(engine)
+    source = f"tensorrt execution context {id(context):x}"
 
     def run(*inputs: Any) -> tuple[Any, ...]:
         _ = keep_alive  # logger, runtime and engine must outlive the context
@@ -364,11 +459,24 @@ def make_runner(trt: TensorRTModule, engine: Any, context: Any, input_names: Seq
             out = torch.empty(shape, dtype=dtype, device=target)
             context.set_tensor_address(name, out.data_ptr())
             outputs.append(out)
-        if context.execute_async_v3(stream_handle()) is False:
-            raise BackendError("TensorRT execute_async_v3 failed to enqueue the engine")
+        with enqueue() as stream:
+            if context.execute_async_v3(stream) is False:
+                raise BackendError("TensorRT execute_async_v3 failed to enqueue the engine")
+        report_held(source, held_mb)
         return tuple(outputs)
 
     return run
+
+
+def context_memory_mb(engine: Any) -> float | None:
+    """Device memory an execution context of ``engine`` holds (its activations and
+    scratch), MB: ``device_memory_size_v2`` (TensorRT 10.1+), else ``device_memory_size``;
+    None where the engine has neither."""
+    for name in ("device_memory_size_v2", "device_memory_size"):
+        value = getattr(engine, name, None)
+        if isinstance(value, int):
+            return value / 2**20
+    return None
 
 
 # --- the device ------------------------------------------------------------------------------
@@ -428,20 +536,29 @@ class TensorRTBackend(Backend):
             raise BackendError(f"TensorRT precision {precision!r} is not one of "
                                f"{', '.join(self.precisions)}")
         trt = _require_trt(self._trt)
+        strong = strongly_typed(trt)
+        why = unsupported_precision(trt, precision, strong)
+        if why is not None:
+            raise Unsupported(f"{self.name} {precision}: {why}")
         cuda, index = self._cuda, device.index or 0
-        onnx_path, facts = cached_onnx(self.cache, model, example_inputs, self.exporters,
+        export_model, export_inputs = model, example_inputs
+        if strong and precision == "fp16":  # a strongly typed network's types are the graph's
+            export_model, export_inputs = half_copy(model, example_inputs)
+        onnx_path, facts = cached_onnx(self.cache, export_model, export_inputs, self.exporters,
                                        self.dynamic_axes)
+        del export_model, export_inputs
         shapes = [tuple(x.shape) for x in example_inputs if isinstance(x, torch.Tensor)]
         gpu, capability = gpu_identity(device, cuda)
         version = str(trt.__version__)
+        typing = "strongly typed" if strong else "weakly typed"
         key = engine_cache_key(self.cache, onnx_path.name, file_digest(onnx_path), precision,
-                               version, gpu, capability, self.workspace_mb, shapes)
+                               version, gpu, capability, self.workspace_mb, shapes, typing)
 
         def build(out: Path) -> dict[str, Any]:
             start = time.perf_counter()
             with cuda.current(index):
                 serialized, built = build_serialized(trt, onnx_path.read_bytes(), precision,
-                                                     self.workspace_mb, shapes)
+                                                     self.workspace_mb, shapes, strong=strong)
             with open(out, "wb") as fh:
                 fh.write(serialized)
             return {**built, "engine_build_s": round(time.perf_counter() - start, 3)}
@@ -482,6 +599,8 @@ class TensorRTBackend(Backend):
             "engine_build_s": None if hit else built.get("engine_build_s"),
             "cached_engine_build_s": built.get("engine_build_s") if hit else None,
             "engine_load_s": round(load_s, 3),
+            "network": typing,
+            "context_memory_mb": context_memory_mb(engine),
             "optimization_profile": built.get("optimization_profile"),
             "build_warnings": built.get("build_warnings"),
             "build_warning_samples": built.get("build_warning_samples"),
@@ -492,8 +611,29 @@ class TensorRTBackend(Backend):
         if precision == "int8":
             self._facts["int8"] = INT8_NOTE
             self._facts["int8_fallback_warnings"] = built.get("int8_fallback_warnings")
+        self._logger = logger
         return make_runner(trt, engine, context, inputs, outputs, device,
-                           lambda: cuda.stream(index), keep_alive=(logger, runtime, engine))
+                           lambda: cuda.enqueue_stream(index),
+                           keep_alive=(logger, runtime, engine))
+
+    def runtime_messages(self) -> MessageLog | None:
+        """Errors and warnings TensorRT logged since the last ``prepare`` loaded its engine
+        (enqueue warnings included), or None before any."""
+        logger = getattr(self, "_logger", None)
+        return None if logger is None else logger.messages
+
+
+def half_copy(model: Any, example_inputs: Sequence[Any]) -> tuple[Any, tuple[Any, ...]]:
+    """A copy of ``model`` in fp16 and its floating-point example inputs cast to fp16: the
+    export a strongly typed fp16 network is built from (the model itself is left as it is)."""
+    import copy
+
+    import torch
+
+    half = copy.deepcopy(model).half()
+    inputs = tuple(x.half() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                   for x in example_inputs)
+    return half, inputs
 
 
 def _deserialize(trt: TensorRTModule, logger: Any, path: Path) -> tuple[Any, Any]:

@@ -1,8 +1,12 @@
 """Unit tests for pytest_hwopt.backends.tensorrt, driven by a fake ``tensorrt`` module.
 
 No GPU and no TensorRT are needed: the fake records what the backend asks of the
-TensorRT 10 API (builder flags, profiles, parse, build, deserialize, execution). The
-backend takes the fake module and a fake CUDA handle as constructor arguments.
+TensorRT 10 API (builder flags, profiles, parse, build, deserialize, execution). Like the
+real library, its version decides what exists: 10.x has ``BuilderFlag.FP16``/``INT8``
+(weak typing, deprecated from 10.12) and ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``
+(1, after EXPLICIT_BATCH); 11.x has no precision flags and STRONGLY_TYPED is 0. A strongly
+typed network refuses precision flags. The backend takes the fake module and a fake CUDA
+handle as constructor arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import enum
 import json
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +56,19 @@ class BuilderFlag(enum.Enum):
     INT8 = 1
 
 
+class BuilderFlag11(enum.Enum):  # TensorRT 11: weak typing and its precision flags are gone
+    REFIT = 0
+
+
+class NetworkFlag(enum.IntEnum):
+    EXPLICIT_BATCH = 0  # deprecated, ignored in 10.x
+    STRONGLY_TYPED = 1
+
+
+class NetworkFlag11(enum.IntEnum):
+    STRONGLY_TYPED = 0
+
+
 class MemoryPoolType(enum.Enum):
     WORKSPACE = 0
 
@@ -81,8 +99,9 @@ class FakeTRT(types.SimpleNamespace):
                 self.name, self.shape = name, shape
 
         class Network:
-            def __init__(self) -> None:
+            def __init__(self, strongly_typed: bool = False) -> None:
                 self.inputs: list[Tensor] = []
+                self.strongly_typed = strongly_typed
 
             @property
             def num_inputs(self) -> int:
@@ -141,7 +160,8 @@ class FakeTRT(types.SimpleNamespace):
 
             def create_network(self, flags: int) -> Network:
                 calls.append(("create_network", flags))
-                return Network()
+                strong = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value
+                return Network(strongly_typed=bool(flags & strong))
 
             def create_builder_config(self) -> Config:
                 fake.config = Config()
@@ -158,7 +178,12 @@ class FakeTRT(types.SimpleNamespace):
                 if fake.build_fails:
                     self.logger.log(Severity.ERROR, "out of workspace for layer conv1")
                     return None
+                if network.strongly_typed and config.flags:
+                    self.logger.log(Severity.ERROR, "precision flags are not allowed with a "
+                                    "strongly typed network")
+                    return None
                 spec = {"flags": [f.name for f in config.flags],
+                        "strongly_typed": network.strongly_typed,
                         "profiles": len(config.profiles), "n": fake.builds}
                 fake.builds += 1
                 return b"ENGINE:" + json.dumps(spec).encode()
@@ -186,6 +211,7 @@ class FakeTRT(types.SimpleNamespace):
 
         class Engine:
             num_io_tensors = 2
+            device_memory_size_v2 = 64 * 2**20  # what an execution context holds
             modes = {"input_0": TensorIOMode.INPUT, "output_0": TensorIOMode.OUTPUT}
             dtypes = {"input_0": DataType.FLOAT, "output_0": DataType.HALF}
 
@@ -221,8 +247,11 @@ class FakeTRT(types.SimpleNamespace):
         def OnnxParser(network: Network, logger: Any) -> Parser:  # TensorRT's name
             return Parser(network, logger)
 
+        eleven = int(version.split(".")[0]) >= 11 if version[:1].isdigit() else False
         super().__init__(
-            __version__=version, ILogger=ILogger, DataType=DataType, BuilderFlag=BuilderFlag,
+            __version__=version, ILogger=ILogger, DataType=DataType,
+            BuilderFlag=BuilderFlag11 if eleven else BuilderFlag,
+            NetworkDefinitionCreationFlag=NetworkFlag11 if eleven else NetworkFlag,
             MemoryPoolType=MemoryPoolType, TensorIOMode=TensorIOMode, Builder=Builder,
             OnnxParser=OnnxParser, Runtime=Runtime, calls=calls, input_shape=input_shape,
             parse_errors=parse_errors, build_fails=build_fails,
@@ -234,11 +263,13 @@ class FakeTRT(types.SimpleNamespace):
 
 
 class FakeCuda:
-    """A CUDA handle with no GPU: one stream handle, a fixed identity, an optional problem."""
+    """A CUDA handle with no GPU: a dedicated stream (handle 1234) to enqueue on, a fixed
+    identity, an optional problem."""
 
     def __init__(self, problem: str | None = None) -> None:
         self.reason = problem
         self.made_current: list[int] = []
+        self.enqueued: list[str] = []
 
     def problem(self) -> str | None:
         return self.reason
@@ -247,8 +278,11 @@ class FakeCuda:
         self.made_current.append(index)
         return contextlib.nullcontext()
 
-    def stream(self, index: int) -> int:
-        return 1234
+    @contextlib.contextmanager
+    def enqueue_stream(self, index: int) -> Iterator[int]:
+        self.enqueued.append("enter")
+        yield 1234
+        self.enqueued.append("exit")
 
     def identity(self, index: int) -> tuple[str, str]:
         return "Fake GPU from CUDA", "9.0"
@@ -584,7 +618,7 @@ def test_runner_binds_inputs_and_allocates_outputs(fake: FakeTRT, tmp_path: Path
     assert out.dtype == torch.float16 and tuple(out.shape) == (4, 3)
     assert context.shapes == {"input_0": (4, 4)}
     assert context.addresses["output_0"] == out.data_ptr()
-    assert context.streams == [1234]
+    assert context.streams == [1234] and cuda.enqueued == ["enter", "exit"]
     assert cuda.made_current == [0, 0]  # built and loaded on the device
     assert backend.describe()["engine_outputs"] == {"output_0": "DataType.HALF"}
 
@@ -603,7 +637,7 @@ def test_runner_passes_ready_input_without_copy() -> None:
     engine = fake.Runtime(None).deserialize_cuda_engine(b"ENGINE:{}")
     context = engine.create_execution_context()
     run = trt_backend.make_runner(fake, engine, context, ["input_0"], ["output_0"],
-                                  FakeDevice(), lambda: 7)
+                                  FakeDevice(), lambda: contextlib.nullcontext(7))
     x = torch.ones(5, 4)
     (out,) = run(x)
     assert context.addresses["input_0"] == x.data_ptr()
@@ -623,7 +657,7 @@ def test_runner_reports_rejected_shape() -> None:
     context = engine.create_execution_context()
     context.set_input_shape = lambda name, shape: False
     run = trt_backend.make_runner(fake, engine, context, ["input_0"], ["output_0"],
-                                  FakeDevice(), lambda: 0)
+                                  FakeDevice(), lambda: contextlib.nullcontext(7))
     with pytest.raises(BackendError, match="rejected shape"):
         run(torch.ones(2, 4))
 
@@ -634,7 +668,7 @@ def test_runner_reports_failed_enqueue() -> None:
     context = engine.create_execution_context()
     context.execute_async_v3 = lambda handle: False
     run = trt_backend.make_runner(fake, engine, context, ["input_0"], ["output_0"],
-                                  FakeDevice(), lambda: 0)
+                                  FakeDevice(), lambda: contextlib.nullcontext(7))
     with pytest.raises(BackendError, match="execute_async_v3 failed"):
         run(torch.ones(2, 4))
 
@@ -673,3 +707,112 @@ def test_injected_module_is_version_checked_like_an_import() -> None:
     assert trt_backend.trt_import(fake) == (None, "tensorrt has no usable __version__ (none)")
     ready = FakeTRT()
     assert trt_backend.trt_import(ready) == (ready, None)
+
+
+# --- typing by version: weak typing deprecated in 10.12, its flags gone in 11 ----------------
+
+
+@pytest.mark.parametrize(("version", "strong"), [("10.9.0.34", False), ("10.11.0", False),
+                                                 ("10.12.0.36", True), ("11.0.0.10", True)])
+def test_typing_follows_the_version(version: str, strong: bool) -> None:
+    assert trt_backend.strongly_typed(FakeTRT(version=version)) is strong
+
+
+@pytest.mark.parametrize("version", ["10.12.0.36", "11.0.0.10"])
+def test_strongly_typed_fp16_is_built_from_an_fp16_export(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, version: str) -> None:
+    """No precision flag (11.x has none): the network is strongly typed and its fp16
+    types come from an export of the model cast to fp16; the model itself is untouched."""
+    exported: list[Any] = []
+
+    def fake_onnx(cache: ArtifactCache, model: Any, example_inputs: Any, exporters: Any,
+                  dynamic_axes: Any) -> tuple[Path, dict[str, Any]]:
+        exported.append((next(model.parameters()).dtype, example_inputs[0].dtype))
+        path = cache.root / f"model-{len(exported)}.onnx"
+        path.write_bytes(b"onnx-bytes")
+        return path, {"exporter": "fake", "graph_inputs": ["input_0"]}
+
+    monkeypatch.setattr(trt_backend, "cached_onnx", fake_onnx)
+    fake = FakeTRT(version=version)
+    backend = backend_on(fake, tmp_path)
+    model = torch.nn.Linear(4, 3)
+    backend.prepare(model, (torch.ones(2, 4),), FakeDevice(), "fp16")
+    strong = 1 << fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED.value
+    assert ("create_network", strong) in fake.calls
+    assert fake.config.flags == []
+    assert exported == [(torch.float16, torch.float16)]
+    assert next(model.parameters()).dtype == torch.float32
+    assert backend.describe()["network"] == "strongly typed"
+
+
+def test_strongly_typed_int8_is_a_skip_with_the_reason(fake: FakeTRT, tmp_path: Path) -> None:
+    from pytest_hwopt.backends.modelpath import Unsupported
+
+    with pytest.raises(Unsupported, match=r"tensorrt 10\.12\.0 builds strongly typed "
+                                          r"networks .*int8 needs a model quantized with Q/DQ"):
+        prepare(backend_on(FakeTRT(version="10.12.0"), tmp_path), "int8")
+
+
+def test_weakly_typed_build_refuses_a_missing_flag() -> None:
+    fake = FakeTRT(version="10.9.0")
+    fake.BuilderFlag = BuilderFlag11  # a build without the INT8 flag
+    assert trt_backend.unsupported_precision(fake, "int8", strong=False) == (
+        "tensorrt 10.9.0 has no BuilderFlag.INT8 for int8")
+    with pytest.raises(BackendError, match="cannot build int8"):
+        trt_backend.build_serialized(fake, b"onnx", "int8", 64, [(2, 4)], strong=False)
+
+
+def test_engine_cache_key_separates_typing(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    args = ("a.onnx", "00", "fp16", "10.12", "H100", "9.0", 1024, [(1, 4)])
+    assert trt_backend.engine_cache_key(cache, *args, "strongly typed") != \
+        trt_backend.engine_cache_key(cache, *args, "weakly typed")
+
+
+# --- streams: never the legacy default stream --------------------------------------------
+
+
+def test_enqueue_on_a_dedicated_stream_when_the_current_one_is_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's current stream is the legacy default stream (handle 0) unless a stream was
+    set; TensorRT would synchronise around every enqueue on it."""
+    from fake_cuda import FakeCuda as FakeTorchCuda
+
+    cuda = FakeTorchCuda(count=2)
+    for name in ("current_stream", "Stream"):
+        monkeypatch.setattr(torch.cuda, name, getattr(cuda, name))
+    handle = trt_backend.TorchCuda()
+    with handle.enqueue_stream(1) as stream:
+        assert stream not in (0, None)
+        own = stream
+    waits = [entry for entry in cuda.log if entry[0] == "wait"]
+    assert waits == [("wait", own, 0), ("wait", 0, own)]  # ordered both ways
+    with handle.enqueue_stream(1) as again:
+        assert again == own  # one dedicated stream per device
+    side = cuda.Stream(device=1)
+    cuda.log.clear()
+    with cuda.stream(side), handle.enqueue_stream(1) as current:
+        assert current == side.cuda_stream  # a non-default current stream is used as it is
+    assert [entry for entry in cuda.log if entry[0] == "wait"] == []
+
+
+def test_runner_states_the_context_memory(fake: FakeTRT, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hwopt.hardware import memory
+
+    seen: dict[str, float] = {}
+    monkeypatch.setattr(memory, "_held", seen)
+    backend = backend_on(fake, tmp_path)
+    run = prepare(backend)
+    run(torch.ones(2, 4))
+    assert list(seen.values()) == [64.0]
+    assert backend.describe()["context_memory_mb"] == 64.0
+
+
+def test_enqueue_warnings_are_readable_after_running(fake: FakeTRT, tmp_path: Path) -> None:
+    backend = backend_on(fake, tmp_path)
+    assert backend.runtime_messages() is None
+    run = prepare(backend)
+    run(torch.ones(2, 4))
+    messages = backend.runtime_messages()
+    assert messages is not None and messages.errors == []
