@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Every CUDA path of pytest-hwopt in one command, within 8 minutes:
 #
-#     bash scripts/gpu-check.sh OUTDIR [PYTEST ARGS...]
+#     bash scripts/gpu-check.sh [OUTDIR] [PYTEST ARGS...]
 #
 # Runs the GPU check's tests (tests/gpu, one test per CUDA path, then the shipped suites
 # on cuda) and writes OUTDIR/gpu-check.json and OUTDIR/gpu-check.md (see
-# tests/gpu/conftest.py). Exit status 0 when every check held or CUDA is not usable here
-# (every section then says why it skipped), else pytest's.
-# Needs an NVIDIA GPU with PyTorch, pytest and NumPy already installed; nvidia-ml-py for
-# the NVML section (skipped with the reason without it). Installs nothing from the
-# network: if the plugin is not installed it tries an editable install of this checkout
-# without dependencies or build isolation (needs hatchling locally), and otherwise runs
-# from the checkout via PYTHONPATH.
+# tests/gpu/conftest.py); OUTDIR defaults to docs/results/gpu-check. Exit status 0 when
+# every check held or CUDA is not usable here (every section then says why it skipped),
+# else pytest's.
+# Needs pytest and NumPy (the plugin's own dependency) and, for the sections to run, an
+# NVIDIA GPU with a CUDA build of PyTorch. Optional pieces, each section skipped with
+# the reason without it: nvidia-ml-py (NVML), triton and a C compiler (torch.compile),
+# onnxruntime-gpu with onnx (ONNX Runtime), tensorrt (native TensorRT). Installs nothing
+# from the network: if the plugin is not installed it tries an editable install of this
+# checkout without an index, dependencies or build isolation (needs hatchling locally),
+# and otherwise runs from the checkout via PYTHONPATH.
 set -u
 
-out="${1:-gpu-check-out}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$root/docs/results/gpu-check}"
 shift || true
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
@@ -30,6 +34,16 @@ if ! "$py" -c "import pytest, numpy" >/dev/null 2>&1; then
          "(pip install 'pytest>=8' numpy)" >&2
     exit 2
 fi
+"$py" - <<'EOF' || true
+import importlib.util
+pieces = {"torch": "the CUDA sections", "pynvml": "NVML (nvidia-ml-py)",
+          "triton": "torch.compile on CUDA", "onnxruntime": "ONNX Runtime (onnxruntime-gpu)",
+          "onnx": "the ONNX export", "tensorrt": "native TensorRT"}
+missing = [f"{name} ({what})" for name, what in pieces.items()
+           if importlib.util.find_spec(name) is None]
+print("[gpu-check] optional pieces missing, their sections skip:",
+      ", ".join(missing) if missing else "none")
+EOF
 
 has_plugin() {
     "$py" - <<'EOF' >/dev/null 2>&1
@@ -40,7 +54,7 @@ EOF
 }
 
 if ! has_plugin; then
-    if "$py" -m pip install -e . --no-deps --no-build-isolation -q \
+    if "$py" -m pip install -e . --no-index --no-deps --no-build-isolation -q \
             >"$out/pip-install.log" 2>&1; then
         echo "[gpu-check] installed this checkout (editable, no deps)"
     else

@@ -207,9 +207,10 @@ def cuda_device(cuda_torch: ModuleType) -> Device:
 
 @pytest.fixture(scope="session")
 def nvml_probe(cuda_torch: ModuleType) -> Iterator[NvmlProbe]:
-    """NVML for cuda:0 (``available()`` False, with a reason, where it cannot answer)."""
-    from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_index
+    """NVML for cuda:0, found by UUID or PCI bus id (``available()`` False, with a reason,
+    where it cannot answer)."""
+    from pytest_hwopt.hardware.nvml import NvmlProbe, nvml_ids
 
-    probe = NvmlProbe(nvml_index(0))
+    probe = NvmlProbe(nvml_ids(0))
     yield probe
     probe.close()

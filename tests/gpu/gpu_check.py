@@ -78,6 +78,34 @@ def plugin_entry_point() -> bool:
     return any(ep.name == "hwopt" for ep in entry_points(group="pytest11"))
 
 
+def child_session(test_source: str, folder: Path, args: list[str],
+                  timeout: float | None = None) -> tuple[int, dict[str, Any], str]:
+    """Run ``test_source`` as a test file in a fresh pytest session with the plugin
+    (``--hwopt-json`` added): ``(exit status, the JSON report or {}, output tail)``.
+    The folder gets ``test_child.py`` and ``report.json``; a time-out is exit status 124."""
+    import json
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test_child.py").write_text(test_source)
+    report = folder / "report.json"
+    cmd = [sys.executable, "-m", "pytest", "test_child.py", f"--hwopt-json={report}", "-q",
+           "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "default", *args]
+    if not plugin_entry_point():
+        cmd[3:3] = ["-p", "pytest_hwopt.plugin"]
+    try:
+        proc = subprocess.run(cmd, cwd=folder, env=subprocess_env(), capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or ""
+        text = out.decode(errors="replace") if isinstance(out, bytes) else out
+        return 124, {}, text[-3000:]
+    data: dict[str, Any] = {}
+    if report.exists():
+        data = json.loads(report.read_text())
+    return proc.returncode, data, (proc.stdout + proc.stderr)[-3000:]
+
+
 # -- verdicts -------------------------------------------------------------------
 
 
@@ -89,6 +117,70 @@ def timers_verdict(unsynced_ms: float, synced_ms: float, events_ms: float,
     return {"synced_vs_events": gap, "agree": gap <= tolerance,
             "unsynced_over_events": unsynced_ms / events_ms,
             "unsynced_small": unsynced_ms <= launch_fraction * events_ms}
+
+
+def stream_cases(device_count: int) -> list[tuple[str, int, bool]]:
+    """``(label, CUDA ordinal, on a dedicated stream)`` of the timer comparisons: cuda:0 on
+    its default stream and on a dedicated one, and cuda:1 where there is one."""
+    cases = [("cuda:0, default stream", 0, False), ("cuda:0, dedicated stream", 0, True)]
+    if device_count > 1:
+        cases.append(("cuda:1, default stream", 1, False))
+    return cases
+
+
+def cold_plan_verdict(cold_calls_per_sample: int, warm_calls_per_sample: int) -> tuple[bool, str]:
+    """A cold cache times one call per flushed sample (a warm one may batch several)."""
+    return (cold_calls_per_sample == 1,
+            f"cold: {cold_calls_per_sample} call(s) per sample, warm: "
+            f"{warm_calls_per_sample}")
+
+
+def default_stream_warnings(messages: list[str]) -> list[str]:
+    """TensorRT's warnings about enqueueing on the default stream, among ``messages``."""
+    return [m for m in messages if "default stream" in m.lower()]
+
+
+def outputs_verdict(max_abs: float, max_ref: float, atol: float, rtol: float
+                    ) -> tuple[bool, str]:
+    """Outputs match when the largest difference is within ``atol + rtol * max |reference|``."""
+    bound = atol + rtol * max_ref
+    return max_abs <= bound, f"max |diff| {max_abs:.3g} (allowed {bound:.3g})"
+
+
+def provider_verdict(providers: list[str], wanted: str) -> tuple[bool, str]:
+    """The session runs on ``wanted`` first (no silent fallback)."""
+    return bool(providers) and providers[0] == wanted, f"session providers: {providers}"
+
+
+def nvml_match_verdict(facts: Mapping[str, Any], torch_uuid: str | None) -> tuple[bool, str]:
+    """NVML found the GPU by UUID or PCI bus id, and (where torch knows it) the UUID is
+    torch's device's."""
+    how = facts.get("matched_by")
+    uuid = str(facts.get("uuid") or "")
+    same = not torch_uuid or uuid.removeprefix("GPU-").removeprefix("MIG-") == torch_uuid
+    return (how in ("uuid", "pci_bus_id") and same,
+            f"matched by {how}; NVML uuid {uuid or '?'}, torch uuid {torch_uuid or '?'}")
+
+
+def power_verdict(idle_w: float | None, mean_w: float | None, limit_w: float | None
+                  ) -> tuple[bool, str]:
+    """The mean power of a busy window lies between the idle power and the power limit
+    (5% over the limit allowed: the limit is enforced on a moving average)."""
+    detail = f"idle {idle_w} W, busy mean {mean_w} W, limit {limit_w} W"
+    if idle_w is None or mean_w is None or limit_w is None:
+        return False, detail
+    return idle_w < mean_w <= 1.05 * limit_w, detail
+
+
+def child_checks(report: Mapping[str, Any]) -> list[tuple[str, bool, str]]:
+    """``(name, held, detail)`` per check of a child session's ``--hwopt-json`` report."""
+    out = []
+    for check in report.get("checks", []):
+        name = f"{check.get('kind')} of {check.get('variant')}"
+        status = str(check.get("status"))
+        out.append((name, status in ("passed", "reported"),
+                    f"{status}: {check.get('message') or check.get('measured')}"))
+    return out
 
 
 def budget_skip_reason(left_s: float | None, min_s: float) -> str | None:

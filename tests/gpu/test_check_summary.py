@@ -20,7 +20,8 @@ from gpu_check import ROOT, SKIPPED, Section
 CONFTEST = Path(__file__).with_name("conftest.py")
 CUDA_TESTS = Path(__file__).with_name("test_cuda_paths.py")
 SECTIONS = ["facts", "timers", "l2_flush", "cuda_graph", "nvml", "peaks", "memory", "engine",
-            "capture_failure", "suites"]
+            "timer_streams", "cold_cache", "compile_reduce_overhead", "tensorrt", "onnxruntime",
+            "nvml_device_and_power", "capture_failure", "suites"]
 
 FAKE_SECTIONS = '''
 import json
@@ -350,3 +351,86 @@ def test_shell_wrapper_says_what_it_needs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "cannot import pytest and numpy" in proc.stderr
+
+
+# -- the verdicts of the sections that prove each path on first contact ---------------------
+
+
+def test_stream_cases_cover_both_streams_and_a_second_gpu() -> None:
+    assert gpu_check.stream_cases(1) == [("cuda:0, default stream", 0, False),
+                                         ("cuda:0, dedicated stream", 0, True)]
+    assert gpu_check.stream_cases(2)[-1] == ("cuda:1, default stream", 1, False)
+
+
+def test_cold_plan_verdict() -> None:
+    assert gpu_check.cold_plan_verdict(1, 12) == (
+        True, "cold: 1 call(s) per sample, warm: 12")
+    assert gpu_check.cold_plan_verdict(12, 12)[0] is False
+
+
+def test_default_stream_warnings_are_picked_out() -> None:
+    warnings = ["Using default stream in enqueueV3() may lead to performance issues due to "
+                "additional calls to cudaStreamSynchronize() by TensorRT",
+                "Missing scale and zero-point for tensor x"]
+    assert gpu_check.default_stream_warnings(warnings) == warnings[:1]
+    assert gpu_check.default_stream_warnings(warnings[1:]) == []
+
+
+def test_outputs_verdict() -> None:
+    assert gpu_check.outputs_verdict(0.01, 2.0, 1e-2, 1e-2) == (True, "max |diff| 0.01 "
+                                                                      "(allowed 0.03)")
+    assert gpu_check.outputs_verdict(0.5, 2.0, 1e-2, 1e-2)[0] is False
+
+
+def test_provider_verdict() -> None:
+    assert gpu_check.provider_verdict(["CUDAExecutionProvider", "CPUExecutionProvider"],
+                                      "CUDAExecutionProvider")[0]
+    assert not gpu_check.provider_verdict(["CPUExecutionProvider"],
+                                          "CUDAExecutionProvider")[0]
+    assert not gpu_check.provider_verdict([], "CUDAExecutionProvider")[0]
+
+
+def test_nvml_match_verdict() -> None:
+    facts = {"matched_by": "uuid", "uuid": "GPU-58a4-12"}
+    assert gpu_check.nvml_match_verdict(facts, "58a4-12")[0]
+    assert not gpu_check.nvml_match_verdict(facts, "ffff-00")[0]  # another GPU
+    assert gpu_check.nvml_match_verdict({"matched_by": "pci_bus_id", "uuid": "GPU-x"}, None)[0]
+    ok, detail = gpu_check.nvml_match_verdict({"matched_by": "index", "uuid": "GPU-x"}, "x")
+    assert not ok and "matched by index" in detail
+
+
+def test_power_verdict() -> None:
+    assert gpu_check.power_verdict(70.0, 450.0, 700.0)[0]
+    assert not gpu_check.power_verdict(70.0, 65.0, 700.0)[0]  # not busy
+    assert not gpu_check.power_verdict(70.0, 800.0, 700.0)[0]  # over the limit
+    assert not gpu_check.power_verdict(None, 450.0, 700.0)[0]
+
+
+def test_child_checks_read_a_json_report() -> None:
+    report = {"checks": [
+        {"kind": "accuracy", "variant": "torch-compile", "status": "passed",
+         "message": "max |diff| 1e-6"},
+        {"kind": "speedup", "variant": "x", "status": "failed", "message": "0.9x < 2x"}]}
+    assert gpu_check.child_checks(report) == [
+        ("accuracy of torch-compile", True, "passed: max |diff| 1e-6"),
+        ("speedup of x", False, "failed: 0.9x < 2x")]
+
+
+def test_child_session_runs_a_test_file_with_the_plugin(tmp_path: Path) -> None:
+    """The helper the torch.compile section uses, on the CPU: a fresh session, its JSON."""
+    source = '''
+def test_sum(hwopt_bench):
+    hwopt_bench.measure("sum", lambda: sum(range(100)))
+'''
+    rc, report, tail = gpu_check.child_session(source, tmp_path / "child", [
+        "--hwopt-device=cpu", "--hwopt-max-time=0.2", "--hwopt-min-rounds=3",
+        "--hwopt-warmup-ms=1", "--hwopt-block-ms=1", "--hwopt-processes=0"], timeout=120)
+    assert rc == 0, tail
+    assert [r["variant"] for r in report["results"]] == ["sum"]
+    assert (tmp_path / "child" / "test_child.py").exists()
+
+
+def test_shell_wrapper_writes_under_docs_results_by_default(tmp_path: Path) -> None:
+    text = SCRIPT.read_text()
+    assert 'out="${1:-$root/docs/results/gpu-check}"' in text
+    assert "--no-index" in text  # nothing from the network

@@ -7,6 +7,7 @@ library it needs); on a GPU it records its figures and checks with ``gpu_record`
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -18,7 +19,22 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from gpu_check import ROOT, Section, plugin_entry_point, subprocess_env, timers_verdict
+from gpu_check import (
+    ROOT,
+    Section,
+    child_checks,
+    child_session,
+    cold_plan_verdict,
+    default_stream_warnings,
+    nvml_match_verdict,
+    outputs_verdict,
+    plugin_entry_point,
+    power_verdict,
+    provider_verdict,
+    stream_cases,
+    subprocess_env,
+    timers_verdict,
+)
 
 from pytest_hwopt.hardware.devices import Device
 from pytest_hwopt.hardware.nvml import NvmlProbe, NvmlWindow
@@ -385,6 +401,261 @@ def test_engine(gpu_record: Section, cuda: ModuleType, cuda_device: Device) -> N
                      abs(single.median_ms - result.candidate.median_ms)
                      / result.candidate.median_ms < 0.2,
                      f"{single.median_ms:.3f} vs {result.candidate.median_ms:.3f} ms")
+
+
+@pytest.mark.gpu_check(min_s=15.0)
+def test_timer_streams(gpu_record: Section, cuda: ModuleType) -> None:
+    """CUDA events against synchronised host timing on the default stream, on a dedicated
+    stream, and on cuda:1 where there is one (events on the device the work runs on)."""
+    from pytest_hwopt.core.timing import CudaEventTimer, SyncedHostTimer
+
+    torch = cuda
+    n, samples = 4096, 20
+    summary = []
+    for label, index, dedicated in stream_cases(torch.cuda.device_count()):
+        device = f"cuda:{index}"
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        c = torch.empty(n, n, device=device)
+        stream = torch.cuda.Stream(device=index) if dedicated else None
+
+        def fn(a: Any = a, b: Any = b, c: Any = c) -> Any:
+            return torch.mm(a, b, out=c)
+
+        def host(fn: Any = fn, index: int = index, stream: Any = stream) -> list[float]:
+            timer = SyncedHostTimer(lambda: torch.cuda.synchronize(index))
+            with torch.cuda.device(index), torch.cuda.stream(stream):
+                for _ in range(3):
+                    fn()
+                return timer.time_samples(fn, 1, samples)
+
+        synced = host()
+        events = CudaEventTimer(torch.cuda, device=index, stream=stream).time_samples(
+            fn, 1, samples)
+        synced_ms, events_ms = _median_ms(synced), _median_ms(events)
+        verdict = timers_verdict(synced_ms, synced_ms, events_ms)
+        gpu_record(**{label: {"synced_host_ms": synced_ms, "cuda_events_ms": events_ms,
+                              "apart": verdict["synced_vs_events"]}})
+        gpu_record.check(f"{label}: CUDA events agree with synchronised host timing "
+                         "within 10%", verdict["agree"],
+                         f"synced {synced_ms:.3f} ms vs events {events_ms:.3f} ms")
+        summary.append(f"{label} {events_ms:.3f}/{synced_ms:.3f} ms")
+    if torch.cuda.device_count() < 2:
+        gpu_record(cuda_1="not checked: one GPU")
+    gpu_record(summary="events/synced: " + ", ".join(summary))
+
+
+@pytest.mark.gpu_check(min_s=20.0)
+def test_cold_cache(gpu_record: Section, cuda: ModuleType, cuda_device: Device) -> None:
+    """--hwopt-cache=cold's timer: one call per flushed sample, on the device's timer."""
+    from pytest_hwopt.core.engine import Engine, EngineConfig, Variant
+
+    torch = cuda
+    x = torch.randn(2**20, device="cuda")
+    y = torch.empty_like(x)
+
+    def op() -> Any:
+        return torch.mul(x, 2.0, out=y)
+
+    config = EngineConfig(max_time_s=1.0, min_rounds=5)
+    results = {}
+    for cold in (True, False):
+        engine = Engine(config, timer=cuda_device.timer(cold_cache=cold))
+        results[cold] = engine.run([Variant("op", op)]).measurements["op"]
+    ok, detail = cold_plan_verdict(results[True].calls_per_sample,
+                                   results[False].calls_per_sample)
+    gpu_record(cold_ms=results[True].median_ms, warm_ms=results[False].median_ms,
+               cold_calls_per_sample=results[True].calls_per_sample,
+               warm_calls_per_sample=results[False].calls_per_sample,
+               summary=f"{detail}; cold {results[True].median_ms * 1000:.1f} us, "
+                       f"warm {results[False].median_ms * 1000:.1f} us per call")
+    gpu_record.check("a cold cache times one call per flushed sample", ok, detail)
+
+
+COMPILE_TEST = '''
+import torch
+
+
+def test_compiled(hwopt_bench):
+    layers = []
+    for _ in range(6):
+        layers += [torch.nn.Linear(256, 256), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers)
+    hwopt_bench.model(model, (torch.randn(8, 256),), backend="torch-compile")
+'''
+
+
+@pytest.mark.gpu_check(min_s=90.0)
+def test_compile_reduce_overhead(gpu_record: Section, cuda_torch: ModuleType, tmp_path: Path,
+                                 gpu_time_left: Callable[[], float | None]) -> None:
+    """torch.compile with reduce-overhead (CUDA graph trees) through the model path, in a
+    child session: the accuracy gate and the after-timing check pass."""
+    from pytest_hwopt.backends.torch_backends import CompileBackend
+    from pytest_hwopt.hardware.devices import resolve
+
+    why = CompileBackend().unavailable_reason(resolve("cuda"))
+    if why:
+        pytest.skip(f"torch {cuda_torch.__version__}: {why}")
+    left = gpu_time_left()
+    rc, report, tail = child_session(COMPILE_TEST, tmp_path / "compile", [
+        "--hwopt-device=cuda", "--hwopt-max-time=2", "--hwopt-report-only"],
+        timeout=None if left is None else max(30.0, left - 10.0))
+    results = {r["variant"]: r for r in report.get("results", [])}
+    extra = results.get("torch-compile") or {}  # a result holds its backend's facts
+    gpu_record(returncode=rc, output_tail=tail, compile_mode=extra.get("compile_mode"),
+               cuda_graphs=extra.get("cuda_graphs"), checks=report.get("checks"))
+    gpu_record.check("the child session passed", rc == 0, f"rc {rc}: {tail[-300:]}")
+    gpu_record.check("torch-compile ran in reduce-overhead mode with CUDA graphs",
+                     extra.get("compile_mode") == "reduce-overhead"
+                     and extra.get("cuda_graphs") is True, str(extra.get("compile_mode")))
+    accuracy = [c for c in child_checks(report) if c[0].startswith("accuracy")]
+    gpu_record.check("an accuracy check ran", bool(accuracy), str(report.get("checks")))
+    for name, held, detail in accuracy:
+        gpu_record.check(f"{name} passes (before and after timing)", held, detail)
+    gpu_record(summary=f"rc {rc}; " + "; ".join(f"{n}: {d}" for n, _, d in accuracy))
+
+
+def _small_model(torch: ModuleType) -> Any:
+    layers: list[Any] = []
+    for _ in range(4):
+        layers += [torch.nn.Linear(512, 512), torch.nn.GELU()]
+    return torch.nn.Sequential(*layers).cuda().eval()
+
+
+@pytest.mark.gpu_check(min_s=120.0)
+def test_tensorrt(gpu_record: Section, cuda: ModuleType, cuda_device: Device,
+                  tmp_path: Path) -> None:
+    """Native TensorRT fp32 and fp16 engines: outputs match eager, no default-stream
+    warning while timed, the context's memory seen by the memory probe."""
+    from pytest_hwopt.backends.cache import ArtifactCache
+    from pytest_hwopt.backends.tensorrt import TensorRTBackend, strongly_typed, trt_import
+    from pytest_hwopt.core.timing import CudaEventTimer
+    from pytest_hwopt.hardware.memory import CudaPeak
+
+    torch = cuda
+    trt, why = trt_import()
+    if trt is None:
+        pytest.skip(f"TensorRT unavailable: {why}")
+    pytest.importorskip("onnx", reason=f"tensorrt {trt.__version__}: onnx is not installed "
+                                       "(the export needs it)")
+    version = str(trt.__version__)
+    gpu_record.fact(tensorrt=version)
+    typing = "strongly typed" if strongly_typed(trt) else "weakly typed"
+    model = _small_model(torch)
+    x = torch.randn(16, 512, device="cuda")
+    with torch.inference_mode():
+        expected = model(x)
+    summary = []
+    for precision, atol, rtol in (("fp32", 1e-3, 1e-3), ("fp16", 2e-2, 2e-2)):
+        backend = TensorRTBackend(ArtifactCache(tmp_path / "cache"))
+        run = backend.prepare(model, (x,), cuda_device, precision)
+        (out,) = run(x)
+        torch.cuda.synchronize()
+        diff = float((out.float() - expected).abs().max())
+        ok, detail = outputs_verdict(diff, float(expected.abs().max()), atol, rtol)
+        gpu_record.check(f"TensorRT {precision} ({typing}) matches eager", ok, detail)
+        call = functools.partial(run, x)
+        samples = CudaEventTimer(torch.cuda, device=0).time_samples(call, 1, 50)
+        messages = backend.runtime_messages()
+        warned = default_stream_warnings(messages.warnings if messages else [])
+        gpu_record.check(f"TensorRT {precision}: no default-stream warning while timed",
+                         not warned, "; ".join(warned)[:300] or "none")
+        probe = CudaPeak(0)
+        probe.measure(call)
+        outside = probe.details.get("outside_torch_mb")
+        gpu_record.check(f"TensorRT {precision}: the context's memory is seen",
+                         bool(outside), f"{outside} MB outside torch's allocator")
+        facts = backend.describe()
+        gpu_record(**{precision: {"max_abs_diff": diff, "median_ms": _median_ms(samples),
+                                  "memory_details": probe.details,
+                                  "network": facts.get("network"),
+                                  "engine_build_s": facts.get("engine_build_s")}})
+        summary.append(f"{precision} {_median_ms(samples):.3f} ms, |diff| {diff:.2g}")
+    gpu_record(summary=f"TensorRT {version} ({typing}): " + "; ".join(summary))
+
+
+@pytest.mark.gpu_check(min_s=40.0)
+def test_onnxruntime(gpu_record: Section, cuda: ModuleType, cuda_device: Device,
+                     tmp_path: Path) -> None:
+    """ONNX Runtime on CUDA: the session really runs on CUDAExecutionProvider, outputs
+    bound to torch tensors match eager, its arena seen by the memory probe."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime-gpu is not installed")
+    pytest.importorskip("onnx", reason="onnx is not installed (the export needs it)")
+    from pytest_hwopt.backends.cache import ArtifactCache
+    from pytest_hwopt.backends.modelpath import Unsupported
+    from pytest_hwopt.backends.ort import OnnxRuntimeBackend
+    from pytest_hwopt.hardware.memory import CudaPeak
+
+    torch = cuda
+    gpu_record.fact(onnxruntime=ort.__version__)
+    backend = OnnxRuntimeBackend(ArtifactCache(tmp_path / "cache"))
+    why = backend.unavailable_reason(cuda_device)
+    if why:
+        pytest.skip(f"onnxruntime {ort.__version__}: {why}")
+    model = _small_model(torch)
+    x = torch.randn(16, 512, device="cuda")
+    with torch.inference_mode():
+        expected = model(x)
+    try:
+        run = backend.prepare(model, (x,), cuda_device, "fp32")
+    except Unsupported as exc:  # a fallback: say so, it is what this section is about
+        gpu_record.check("the session runs on CUDAExecutionProvider", False, str(exc))
+        return
+    facts = backend.describe()
+    ok, detail = provider_verdict(list(facts.get("providers", [])), "CUDAExecutionProvider")
+    gpu_record.check("the session runs on CUDAExecutionProvider", ok, detail)
+    (out,) = run(x)
+    gpu_record.check("outputs are torch tensors on the GPU", out.device.type == "cuda",
+                     str(out.device))
+    diff = float((out - expected).abs().max())
+    ok, detail = outputs_verdict(diff, float(expected.abs().max()), 1e-3, 1e-3)
+    gpu_record.check("ONNX Runtime matches eager", ok, detail)
+    probe = CudaPeak(0)
+    probe.measure(lambda: run(x))
+    held = facts.get("device_memory_outside_torch_mb")
+    gpu_record.check("ONNX Runtime's memory outside torch is seen",
+                     bool(probe.details.get("outside_torch_mb")),
+                     f"{held} MB ({facts.get('device_memory_outside_torch')})")
+    gpu_record(providers=facts.get("providers"), max_abs_diff=diff,
+               memory_details=probe.details, arena_mb=held,
+               summary=f"{facts.get('providers')}, |diff| {diff:.2g}, arena {held} MB")
+
+
+@pytest.mark.gpu_check(min_s=15.0)
+def test_nvml_device_and_power(gpu_record: Section, cuda: ModuleType,
+                               cuda_device: Device) -> None:
+    """NVML's handle is torch's device (by UUID or PCI bus id); a GEMM loop's mean power
+    lies between the idle power and the limit."""
+    pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed (pip install "
+                                         "nvidia-ml-py): the NVML section needs it")
+    from pytest_hwopt.hardware.monitor import DeviceMonitor
+    from pytest_hwopt.hardware.nvml import nvml_ids, shared_probe
+
+    torch = cuda
+    probe = shared_probe(0)
+    if not probe.available():
+        gpu_record.check("NVML available", False, str(probe.reason))
+        return
+    props = torch.cuda.get_device_properties(0)
+    torch_uuid = str(getattr(props, "uuid", "") or "") or None
+    facts = probe.facts()
+    ok, detail = nvml_match_verdict(facts, torch_uuid)
+    gpu_record.check("NVML's device is torch's cuda:0, matched by UUID or PCI bus id", ok,
+                     detail)
+    a, b, c, dtype = _gemm_operands(torch, 8192)
+
+    def gemm() -> Any:
+        return torch.mm(a, b, out=c)
+
+    reading = DeviceMonitor(cuda_device).energy(gemm)
+    limit = probe.power_limit_w()
+    idle = reading["idle_power_w"] if reading else None
+    mean = reading["mean_power_w"] if reading else None
+    ok, detail = power_verdict(idle, mean, limit)
+    gpu_record.check("busy mean power lies between idle power and the limit", ok, detail)
+    gpu_record(ids=[str(i) for i in nvml_ids(0)], nvml_facts=facts, energy=reading,
+               power_limit_w=limit, gemm=f"{dtype} 8192^3",
+               summary=f"{detail}; {reading['mj_per_call'] if reading else '?'} mJ/call")
 
 
 CAPTURE_FAILURE_CODE = """
