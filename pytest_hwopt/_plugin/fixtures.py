@@ -58,8 +58,10 @@ def _sampler(config: pytest.Config) -> IdleSampler:
 
     if threads_key not in config.stash:
         given = config.getoption("hwopt_threads") or config.getini("hwopt_threads")
+        settings = state_of(config).settings
+        # --hwopt-disable times nothing: the usable cores, without a window of idle cores
         config.stash[threads_key] = IdleSampler(
-            state_of(config).settings.threads if given else None)
+            settings.threads if given or settings.disable else None)
     return config.stash[threads_key]
 
 
@@ -84,8 +86,10 @@ def hwopt_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
-    """Register variants with ``measure(name, fn)``; they are measured after the test body."""
+def hwopt_bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
+    """Register variants with ``measure(name, fn)``; they are measured after the test body
+    (with ``--hwopt-disable``, each called once). The engine's event loop, on which
+    awaitable variants ran, is closed at the end of the test."""
     from pytest_hwopt.core.bench import Bench
 
     state = state_of(request.config)
@@ -102,10 +106,12 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Bench:
 
     bench = Bench(engine, lambda b: verdict.stop_rule(specs, b, state),
                   lambda: _measuring(state, choice.count, pools), model_path,
-                  after_run=after_run, capture=_graph_capture(state.device()))
+                  after_run=after_run, capture=_graph_capture(state.device()),
+                  timing=not state.settings.disable)
     bench.prepare_generation = _generation(state)
     item.stash[bench_key] = bench
-    return bench
+    yield bench
+    bench.close()
 
 
 def _generation(state: State) -> Callable[..., Any]:

@@ -54,13 +54,15 @@ def annotate(state: State, bench: Bench) -> None:
     from pytest_hwopt.hardware.roofline import annotate_roofline
 
     assert bench.result is not None
+    if not bench.timing:
+        return  # --hwopt-disable: figures of speed are not measured
     measurements = bench.result.measurements
     if any("bytes" in m.extra or "flops" in m.extra for m in measurements.values()):
         annotate_roofline(measurements, state.peaks())
     device_monitor = state.monitor()
     if device_monitor.active:
         for name, m in measurements.items():
-            reading = device_monitor.energy(bench.variants[name].fn)
+            reading = device_monitor.energy(bench.call_of(name))
             m.extra["energy_mj_per_call"] = reading["mj_per_call"] if reading else None
             if reading is not None:  # the idle draw apart, and what the figure is made of
                 m.extra["idle_power_w"] = reading["idle_power_w"]
@@ -79,7 +81,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     state = state_of(pyfuncitem.config)
     record: dict[str, Any]
     if bench is not None and bench.variants:
-        measurements = bench.run()
+        from pytest_hwopt.core.calls import DeferredOutput
+
+        try:
+            measurements = bench.run()
+        except DeferredOutput as exc:  # a generator returned: the message names the fix
+            pytest.fail(str(exc), pytrace=False)
         record = _run_record(bench)
         references, tolerances = sorted(bench.references), bench.tolerances
         specs = all_specs(specs, bench)
@@ -99,8 +106,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
                               tolerances, references)
     except RoleError as exc:
         pytest.fail(f"hwopt: {exc}", pytrace=False)
-    checks += reported_speedups(measurements, references, checks, settings.confidence)
-    checks = repeat_in_processes(pyfuncitem, state, checks)  # a bias that lasts a process
+    if settings.disable:  # each variant was called once: outputs only
+        from pytest_hwopt.core.kinds import without_timing
+        from pytest_hwopt.core.settings import DISABLED_REASON
+
+        checks = without_timing(checks, DISABLED_REASON)
+    else:
+        checks += reported_speedups(measurements, references, checks, settings.confidence)
+        checks = repeat_in_processes(pyfuncitem, state, checks)  # a bias lasting a process
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))
     pyfuncitem.stash[record_key] = cast("Record", {

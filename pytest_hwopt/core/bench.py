@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from pytest_hwopt.core.accuracy import Tolerance
-from pytest_hwopt.core.engine import Decided, Engine, Fn, RunResult, Variant
+from pytest_hwopt.core.calls import check_callable
+from pytest_hwopt.core.engine import Decided, Engine, Fn, RunResult, Setup, Variant
 from pytest_hwopt.core.generation import GenerationSource, MarkingTimer
 from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
 from pytest_hwopt.core.specs import Spec
@@ -43,6 +44,9 @@ class Bench:
     Collaborators are passed in so this class knows nothing of pytest: the engine,
     a factory for the "is every verdict clear?" callback (given this bench), and a context manager
     around the run (holds the device, watches it) that yields a dict of telemetry.
+    With ``timing=False`` (``--hwopt-disable``) each variant is called once, untimed in
+    all but that one call (:meth:`Engine.run_once`). :meth:`close` closes the engine's
+    event loop (awaitable variants), at the end of the test.
     """
 
     def __init__(self, engine: Engine,
@@ -50,9 +54,12 @@ class Bench:
                  around_run: Callable[[], Around] | None = None,
                  prepare_model: PrepareModel | None = None,
                  after_run: Callable[[Bench], None] | None = None,
-                 capture: Callable[[Fn], Fn] | None = None
+                 capture: Callable[[Fn], Fn] | None = None,
+                 timing: bool = True,
                  ) -> None:
         self._engine = engine
+        #: False: each variant is called once, and no timing budget is judged
+        self.timing = timing
         self._decided = decided
         self._around = around_run
         #: what the device reported while the variants ran (NVML on CUDA)
@@ -74,22 +81,32 @@ class Bench:
         #: the generation path, set by the plugin (None outside a pytest session)
         self.prepare_generation: PrepareGeneration | None = None
 
-    def measure(self, name: str, fn: Fn, *, items: int = 1,
+    def measure(self, name: str, fn: Fn, *, setup: Setup | None = None, items: int = 1,
                 bytes: float | None = None, flops: float | None = None,
                 cuda_graph: bool = False) -> None:
-        """Register variant ``name``: ``fn()`` takes no arguments, its return is the output.
+        """Register variant ``name``: ``fn()``'s return value is the output.
 
+        ``setup`` runs before every call of ``fn``, outside the timed region; when it
+        returns something other than None, ``fn`` is called with that value as its one
+        argument (fresh state for a call that changes its input, e.g. sorts it in place).
+        An awaitable ``fn`` returns (a coroutine, a future; ``fn`` may be an ``async def``
+        function) is awaited inside the timed call on the engine's event loop; a generator
+        or other lazy iterator is refused (:mod:`pytest_hwopt.core.calls`).
         ``items`` is how many items one call processes (for throughput);
         ``bytes``/``flops`` the memory traffic and arithmetic of one call (roofline);
         ``cuda_graph`` captures ``fn`` in a CUDA graph and times its replay (GPU only).
+        Raises ``TypeError`` for a ``fn`` or ``setup`` that is not a callable (a coroutine
+        or a generator passed instead of a function: with the fix), ``ValueError`` for the
+        other arguments.
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"hwopt_bench.measure: name must be a non-empty string, got {name!r}")
         if name in self.variants:
             raise ValueError(f"hwopt_bench.measure: variant {name!r} is already registered")
-        if not callable(fn):
-            raise TypeError(f"hwopt_bench.measure({name!r}): fn must be callable with no "
-                            f"arguments, got {type(fn).__name__}")
+        check_callable(name, fn)
+        if setup is not None and not callable(setup):
+            raise TypeError(f"hwopt_bench.measure({name!r}): setup must be a callable without "
+                            f"arguments (or None), got {type(setup).__name__}")
         if isinstance(items, bool) or not isinstance(items, int) or items < 1:
             raise ValueError(f"hwopt_bench.measure({name!r}): items must be an int >= 1, "
                              f"got {items!r}")
@@ -102,9 +119,12 @@ class Bench:
             if self._capture is None:
                 raise ValueError(f"hwopt_bench.measure({name!r}): cuda_graph=True needs a "
                                  "CUDA device")
+            if setup is not None:
+                raise ValueError(f"hwopt_bench.measure({name!r}): cuda_graph=True replays one "
+                                 "captured call, which cannot take a setup's fresh state")
             extra["cuda_graph"] = True
             fn = self._capture(fn)
-        self.variants[name] = Variant(name, fn, items, extra=extra)
+        self.variants[name] = Variant(name, fn, items, extra=extra, setup=setup)
         self.result = None
 
     def generate(self, name: str, model: Any, input_ids: Any, *, max_new_tokens: int,
@@ -201,16 +221,30 @@ class Bench:
             for source in self.generations.values():
                 source.log.clear()  # calls of an earlier run are not this run's
             if self._around is None:
-                self.result = self._engine.run(list(self.variants.values()), self._decided(self))
+                self.result = self._run()
             else:
                 with self._around() as seen:
-                    self.result = self._engine.run(list(self.variants.values()),
-                                                   self._decided(self))
+                    self.result = self._run()
                 self.telemetry = seen
             self._with_generation(self.result.measurements, final=True)
             if self._after_run is not None:
                 self._after_run(self)  # derived figures (roofline, energy) before anyone reads
         return self.result.measurements
+
+    def _run(self) -> RunResult:
+        variants = list(self.variants.values())
+        if not self.timing:
+            return self._engine.run_once(variants)
+        return self._engine.run(variants, self._decided(self))
+
+    def call_of(self, name: str) -> Callable[[], Any]:
+        """One complete call of measured variant ``name``, as the engine makes it (setup,
+        awaiting); for figures taken after the run (energy)."""
+        return self._engine.call_of(name)
+
+    def close(self) -> None:
+        """Release what the run holds (the engine's event loop); idempotent."""
+        self._engine.close()
 
 
 def _work(name: str, key: str, value: object) -> float:

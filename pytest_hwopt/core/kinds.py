@@ -61,11 +61,18 @@ class Signature:
 @dataclass(frozen=True, kw_only=True)
 class Figure:
     """What an evaluator read for one budget value: a point estimate in the kind's unit,
-    with its interval when it has one (``low``/``high`` None: a single reading)."""
+    with its interval when it has one (``low``/``high`` None: a single reading).
+
+    A bound the samples cannot give yet is ``-inf``/``inf`` (it decides nothing), with
+    ``shortfall`` saying what it needs ("an upper bound on p95 at 95% needs at least 59
+    samples, 4 taken"); ``detail`` goes into the check's ``detail``.
+    """
 
     value: float
     low: float | None = None
     high: float | None = None
+    shortfall: str = ""
+    detail: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +118,9 @@ class BudgetKind:
     sampled: bool = False
     #: a figure of speed that does not count when the variant's outputs are wrong
     gated_by_accuracy: bool = False
+    #: its figure needs timed calls: skipped when timing is off (``--hwopt-disable``);
+    #: only a kind read from a single call (outputs, peak memory) sets it False
+    timed: bool = True
     #: without ``vs=`` it compares with the test's one reference variant
     reference_by_default: bool = False
     #: a message's subject; ``{name}`` the candidate, ``{ref}`` the reference, ``{metric}``
@@ -333,12 +343,35 @@ def budget_number(value: float) -> str:
 
 
 def interval_text(confidence: float, low: float, high: float, fmt: str) -> str:
-    """``(95% CI 2.10-2.40)`` with both bounds in format spec ``fmt``."""
-    return f"({confidence:.0%} CI {format(low, fmt)}-{format(high, fmt)})"
+    """``(95% CI 2.10-2.40)`` with both bounds in format spec ``fmt``; a bound the samples
+    cannot give yet reads ``?`` (``(95% CI 500-?)``)."""
+    def bound(value: float) -> str:
+        return format(value, fmt) if math.isfinite(value) else "?"
+
+    return f"({confidence:.0%} CI {bound(low)}-{bound(high)})"
 
 
 #: ``Check.reason`` of a check whose interval straddles its budget
 STRADDLES: Final = "interval straddles the budget"
+#: the start of ``Check.reason`` of a check whose samples cannot yet give the bound it needs
+TOO_FEW_SAMPLES: Final = "too few samples"
+
+
+def without_timing(checks: Sequence[Check], why: str) -> list[Check]:
+    """``checks`` with every check of a timed kind (:attr:`BudgetKind.timed`) made
+    ``skipped``, its figure dropped and ``why`` as its reason; the others as they are."""
+    out = []
+    for check in checks:
+        kind = _REGISTRY.get(check.kind)
+        if kind is None or not kind.timed or check.status is SKIPPED:
+            out.append(check)
+            continue
+        subject = kind.subject_of(check.variant, check.vs, check.metric)
+        out.append(Check(kind=check.kind, variant=check.variant, vs=check.vs,
+                         budget=check.budget, unit=check.unit, status=SKIPPED,
+                         metric=check.metric, budget_key=check.budget_key, reason=why,
+                         message=f"{subject}: not measured ({why})"))
+    return out
 
 
 def busy_reason(ev: Evaluation) -> str:
@@ -420,12 +453,15 @@ def _judge_value(ev: Evaluation, param: str, raw: Budget, figure_of: FigureOf) -
     rel = kind.comparison if point else {">=": "<", "<=": ">"}[kind.comparison]
     message = (f"{subject}: {kind.with_unit(format(value, kind.value_format))}{interval} "
                f"{rel} {kind.with_unit(budget_number(budget))}")
-    reason = STRADDLES if status is INCONCLUSIVE else ""
-    if reason:
+    reason = ""
+    if status is INCONCLUSIVE:
+        reason = f"{TOO_FEW_SAMPLES}: {figure.shortfall}" if figure.shortfall else STRADDLES
         message += f" (inconclusive: {reason})"
-    return Check(kind=kind.name, variant=name, vs=vs, budget=budget, measured=value, low=low,
-                 high=high, unit=kind.unit, status=status, message=message, metric=param,
-                 budget_key=key, point_passed=point, reason=reason)
+    return Check(kind=kind.name, variant=name, vs=vs, budget=budget, measured=value,
+                 low=low if math.isfinite(low) else None,
+                 high=high if math.isfinite(high) else None, unit=kind.unit, status=status,
+                 message=message, metric=param, budget_key=key, point_passed=point,
+                 reason=reason, detail=dict(figure.detail))
 
 
 def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str,
@@ -449,7 +485,7 @@ def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str
     bound: Figure | None = None
     if kind.name in ("latency", "throughput"):
         bound = _figure_of_samples(kind.name, param, cand.samples_ms, cand.items,
-                                   ev.confidence)
+                                   ev.confidence, cand.calls_per_sample)
         if bound is None or bound.low is None or bound.high is None:
             return None
         safe = (bound.high <= budget) if kind.name == "latency" else (bound.low >= budget)
@@ -483,6 +519,8 @@ def _one_sided(ev: Evaluation, param: str, budget: float, key: str, subject: str
     else:
         return None
     assert bound.low is not None and bound.high is not None
+    if not (math.isfinite(bound.low) and math.isfinite(bound.high)):
+        return None  # a bound the samples cannot give yet: nothing is decided on it
     rel = kind.comparison if status is PASSED else {">=": "<", "<=": ">"}[kind.comparison]
     message = (f"{subject}: {kind.with_unit(format(bound.value, kind.value_format))} "
                f"{interval_text(ev.confidence, bound.low, bound.high, kind.value_format)} "
@@ -524,19 +562,62 @@ def _flags(flags: list[bool], n: int) -> list[bool]:
 
 
 def _figure_of_samples(kind: str, param: str, samples: list[float], items: int,
-                       confidence: float) -> Figure | None:
-    """A latency or throughput figure with its interval from ``samples`` (ms per call)."""
-    if len(samples) < MIN_CLEAN:
+                       confidence: float, calls_per_sample: int = 1) -> Figure | None:
+    """A latency percentile or a throughput figure from ``samples`` (ms per call), with
+    distribution-free bounds (:func:`percentile_figure`); None for a mean (no
+    distribution-free bound) or fewer than ``MIN_CLEAN`` samples."""
+    if len(samples) < MIN_CLEAN or param == "mean_ms":
         return None
     if kind == "throughput":
-        lo_ms, hi_ms = stats.percentile_interval(samples, 50, confidence)
-        return Figure(value=items * 1000.0 / stats.median(samples),
-                      low=items * 1000.0 / hi_ms, high=items * 1000.0 / lo_ms)
-    if param == "mean_ms":
-        return None  # a mean has no distribution-free bound here
-    q = float(param.removesuffix("_ms")[1:])
-    low, high = stats.percentile_interval(samples, q, confidence)
-    return Figure(value=stats.percentile(samples, q), low=low, high=high)
+        return rate_figure(samples, items, confidence, calls_per_sample)
+    return percentile_figure(samples, float(param.removesuffix("_ms")[1:]), confidence,
+                             calls_per_sample)
+
+
+def percentile_figure(samples: Sequence[float], q: float, confidence: float,
+                      calls_per_sample: int = 1) -> Figure:
+    """The ``q``-th percentile of ``samples`` (ms) with one-sided order-statistic bounds at
+    ``confidence`` on each side (:func:`stats.percentile_bounds`).
+
+    A bound the sample count cannot give is infinite, so it decides nothing: a budget is
+    neither passed nor failed on it, the engine keeps sampling, and at the time limit the
+    check is inconclusive with ``shortfall`` naming the samples the bound needs
+    (:func:`stats.samples_for_bound`) and about how long they take. ``detail`` records
+    ``samples`` and ``samples_needed`` (for the upper bound, the one that passes a budget).
+    """
+    n = len(samples)
+    low, high = stats.percentile_bounds(samples, q, confidence)
+    needed = stats.samples_for_bound(q, confidence, upper=True)
+    shortfall = ""
+    if high is None or low is None:
+        side = "an upper" if high is None else "a lower"
+        need = needed if high is None else stats.samples_for_bound(q, confidence, upper=False)
+        per_sample_ms = stats.median(samples) * calls_per_sample
+        shortfall = (f"{side} bound on p{q:g} at {confidence:.0%} needs at least {need} "
+                     f"samples, {n} taken (about {need * per_sample_ms / 1000:.3g} s of "
+                     f"samples at {per_sample_ms:.3g} ms each: allow that time, "
+                     "--hwopt-max-time)")
+    return Figure(value=stats.percentile(samples, q),
+                  low=-math.inf if low is None else low,
+                  high=math.inf if high is None else high, shortfall=shortfall,
+                  detail={"samples": n, "samples_needed": needed,
+                          "interval": "one-sided order-statistic bounds"})
+
+
+def rate_figure(samples: Sequence[float], items: int, confidence: float,
+                calls_per_sample: int = 1) -> Figure:
+    """Items per second at the median of ``samples`` (ms per call), bounded by the
+    median's bounds (:func:`percentile_figure`): a slower median bounds the rate below."""
+    median = percentile_figure(samples, 50.0, confidence, calls_per_sample)
+    assert median.low is not None and median.high is not None
+
+    def rate(ms: float) -> float:
+        return math.inf if ms <= 0 else (0.0 if math.isinf(ms) else items * 1000.0 / ms)
+
+    low = -math.inf if math.isinf(median.high) else rate(median.high)
+    high = math.inf if math.isinf(median.low) else rate(median.low)
+    return Figure(value=items * 1000.0 / stats.median(samples), low=low, high=high,
+                  shortfall=median.shortfall, detail=median.detail)
 
 
 # ---- the kinds -----------------------------------------------------------------------------
@@ -566,15 +647,12 @@ def _latency(ev: Evaluation, param: str) -> Figure:
         half = stats.z_value(ev.confidence) * sd / math.sqrt(len(samples))
         return Figure(value=value, low=value - half, high=value + half)
     q = float(param.removesuffix("_ms")[1:])  # p95_ms -> 95
-    low, high = stats.percentile_interval(samples, q, ev.confidence)
-    return Figure(value=stats.percentile(samples, q), low=low, high=high)
+    return percentile_figure(samples, q, ev.confidence, ev.candidate.calls_per_sample)
 
 
 def _throughput(ev: Evaluation, param: str) -> Figure:
     cand = ev.candidate
-    lo_ms, hi_ms = stats.percentile_interval(cand.stat_samples_ms, 50, ev.confidence)
-    return Figure(value=cand.throughput, low=cand.items * 1000.0 / hi_ms,
-                  high=cand.items * 1000.0 / lo_ms)
+    return rate_figure(cand.stat_samples_ms, cand.items, ev.confidence, cand.calls_per_sample)
 
 
 def _single(read: Callable[[Measurement], float | None]) -> FigureOf:
@@ -670,7 +748,7 @@ BUILTIN: Final = (
         signature=Signature(("max_mb", "of"), required=("max_mb",), numbers=("max_mb",)),
         description="peak memory added while the candidate runs, at most `max_mb`.",
         evaluate=per_value(_single(lambda m: m.peak_memory_mb)), unit="MB",
-        subject="peak memory of {name}", missing="not measured here"),
+        subject="peak memory of {name}", missing="not measured here", timed=False),
     BudgetKind(
         name="accuracy",
         signature=Signature(("atol", "rtol", "vs", "of", "rel_l2"),
@@ -678,6 +756,7 @@ BUILTIN: Final = (
         description="candidate outputs match `vs` outputs (element-wise, or relative L2 "
                     "error at most rel_l2).",
         evaluate=_accuracy, reference_by_default=True, report_name="accuracy vs {vs}",
+        timed=False,
         budget_formats={"rel_l2_error": "rel L2 <= {budget:g}", "token_ids": "equal token ids",
                         "*": "atol {budget:g}"}),
     BudgetKind(

@@ -22,6 +22,10 @@ class MeasurementExtra(TypedDict, total=False):
     bytes: float
     flops: float
     cuda_graph: bool  # fn is a captured CUDA graph's replay
+    setup: bool  # a setup ran before every call, untimed
+    awaited: bool  # the variant returns an awaitable, awaited inside each timed call
+    #: the first call took far longer than the steady state, and the variant has no setup
+    first_call_note: str
     dtype: str  # the precision whose peak the roofline uses (default fp32)
     # the model path
     backend: str

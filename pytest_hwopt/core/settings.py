@@ -47,6 +47,9 @@ OPTIONS: Final = (
     Option("hwopt_report_only", "measure and report, but budgets do not fail tests", flag=True),
     Option("hwopt_strict", "inconclusive checks fail their tests too (default: they issue "
            "pytest_hwopt.InconclusiveWarning and the test passes)", flag=True),
+    Option("hwopt_disable", "run performance tests as plain tests: each variant is called "
+           "once, outputs and accuracy budgets are still checked, every timing budget is "
+           "reported skipped", flag=True),
     Option("hwopt_max_time", "seconds of interleaved rounds per test before a verdict is "
            "taken from the point estimate (default: 5)", "5"),
     Option("hwopt_min_rounds", "interleaved rounds before the first verdict (default: 8)", "8"),
@@ -112,6 +115,8 @@ class Settings:
     json_path: str | None = None
     report_only: bool = False
     strict: bool = False
+    #: ``--hwopt-disable``: each variant called once, timing budgets skipped
+    disable: bool = False
     max_time_s: float = 5.0
     min_rounds: int = 8
     warmup_ms: float = 50.0
@@ -180,6 +185,7 @@ def parse_settings(raw: Mapping[str, object]) -> Settings:
         json_path=text("hwopt_json"),
         report_only=_flag(raw.get("hwopt_report_only")),
         strict=_flag(raw.get("hwopt_strict"), "hwopt_strict"),
+        disable=_flag(raw.get("hwopt_disable"), "hwopt_disable"),
         max_time_s=number("hwopt_max_time", float, lambda v: v > 0, "seconds > 0, e.g. 5"),
         min_rounds=int(number("hwopt_min_rounds", int, lambda v: v >= 3,
                               "a whole number of rounds >= 3")),
@@ -235,3 +241,8 @@ def _flag(value: object, name: str = "hwopt_report_only") -> bool:
 
 def _by_name(name: str) -> Option:
     return next(o for o in OPTIONS if o.name == name)
+
+
+#: the reason of every timing budget's ``skipped`` check under ``--hwopt-disable``
+DISABLED_REASON: Final = ("timing off (--hwopt-disable): each variant was called once, "
+                          "for its outputs")

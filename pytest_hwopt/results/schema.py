@@ -81,7 +81,9 @@ class RecordMeta(_RecordMetaKeys, total=False):
     """
 
     rounds: int  # interleaved rounds
-    stopped: str  # why the rounds ended: "decided", "min rounds", "time limit", ...
+    #: why the rounds ended: "decided", "min rounds", "time limit", ...; "single call" with
+    #: --hwopt-disable (each variant called once)
+    stopped: str
     elapsed_s: float
     contention: Contention
     telemetry: Telemetry
@@ -135,6 +137,10 @@ class VariantResult(_VariantResultKeys, total=False):
     bytes: float  # declared work per call
     flops: float
     cuda_graph: bool
+    setup: bool  # measure(..., setup=): a setup ran before every call, untimed
+    awaited: bool  # the variant returned an awaitable, awaited inside each timed call
+    #: the first call took far longer than the steady state and the variant has no setup
+    first_call_note: str
     memory_details: MemoryDetails
     achieved_gbs: float | None
     achieved_tflops: float | None
@@ -175,6 +181,12 @@ class CheckDetail(TypedDict, total=False):
     current_ms: float | None
     p: float | None  # Mann-Whitney
     verdict: Verdict
+    #: a percentile or throughput check: the samples its bounds were read from, the fewest
+    #: whose order statistics give the upper bound (the one that passes a budget) at the
+    #: run's confidence, and how the bounds were made
+    samples: int
+    samples_needed: int
+    interval: str
     #: the check repeated in fresh worker processes (``--hwopt-processes``): workers,
     #: count (estimates combined, the in-run one first), values, seeds, seconds, failures,
     #: method, confidence, in_run (the in-run verdict it replaced)
@@ -246,6 +258,7 @@ class SettingsRecord(TypedDict):
     json_path: str | None
     report_only: bool
     strict: bool  # inconclusive checks fail their tests (--hwopt-strict)
+    disable: bool  # --hwopt-disable: each variant called once, timing budgets skipped
     max_time_s: float
     min_rounds: int
     warmup_ms: float

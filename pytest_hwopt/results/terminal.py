@@ -61,7 +61,9 @@ def summary_rows(records: Iterable[Record]) -> list[list[str]]:
 
 
 def note_lines(records: Iterable[Record]) -> list[str]:
-    """``test: name=value, ...`` for tests that noted derived figures."""
+    """``test: name=value, ...`` for tests that noted derived figures, and
+    ``test: variant: first call ...`` for a variant whose first call was far slower than
+    its steady state (``first_call_note``)."""
     lines: list[str] = []
     for rec in records:
         notes = rec.get("notes") or {}
@@ -69,6 +71,9 @@ def note_lines(records: Iterable[Record]) -> list[str]:
             text = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in notes.items())
             lines.append(f"{rec['test']}: {text}")
+        for var in rec.get("results", []):
+            if var.get("first_call_note"):
+                lines.append(f"{rec['test']}: {var['variant']}: {var['first_call_note']}")
     return lines
 
 
@@ -149,7 +154,8 @@ def totals_line(records: Sequence[Record], report_only: bool = False,
                 strict: bool = False) -> str:
     """``hwopt: 2 test(s) measured on cpu; checks: 3 passed, 1 failed`` (statuses sorted;
     ``no budgets`` without checks), with a note when budgets did not fail tests, or when
-    inconclusive checks only warned (they fail with ``strict``)."""
+    inconclusive checks only warned (they fail with ``strict``); ``run on cpu with timing
+    off (--hwopt-disable: ...)`` in place of ``measured on cpu`` when every test was."""
     counts = status_counts(check for rec in records for check in rec["checks"])
     device = records[0].get("device", "") if records else ""
     totals = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no budgets"
@@ -159,4 +165,7 @@ def totals_line(records: Sequence[Record], report_only: bool = False,
     elif counts.get("inconclusive") and not strict:
         note = ("; inconclusive checks warned (InconclusiveWarning) and did not fail tests: "
                 "--hwopt-strict fails them")
-    return f"hwopt: {len(records)} test(s) measured on {device}; checks: {totals}{note}"
+    done = f"measured on {device}"
+    if records and all(rec.get("stopped") == "single call" for rec in records):
+        done = f"run on {device} with timing off (--hwopt-disable: each variant called once)"
+    return f"hwopt: {len(records)} test(s) {done}; checks: {totals}{note}"

@@ -383,3 +383,104 @@ def test_single_warmup_call_is_rejected_or_works():
         assert "min_warmup_calls" in str(exc)
         return
     assert rig.run().rounds == 3
+
+
+# --- setup, awaitables, lazy outputs, one call each (core.calls) ----------------------------
+
+
+def test_setup_runs_before_every_call_and_its_value_is_passed():
+    """A setup's value reaches the very call after it; with a setup, each sample is one
+    call timed on its own, so the setup stays outside every timed region."""
+    events: list[object] = []
+    rig = Rig(names=(), min_rounds=3)
+    record = rig.calls.fn("sort")
+
+    def setup() -> int:
+        events.append("setup")
+        return len(events)
+
+    def sort(token: int) -> int:
+        assert events[-1] == "setup" and token == len(events)  # fresh, just made
+        events.append("call")
+        return record()
+
+    result = rig.run(variants=[Variant("sort", sort, setup=setup)])
+    m = result.measurements["sort"]
+    assert events.count("setup") == events.count("call") == rig.calls.counts["sort"]
+    assert m.calls_per_sample == 1
+    assert set(rig.timer.blocks) == {("sort", 1, 1)}  # one sample per timed block
+    assert m.extra["setup"] is True
+    assert "first_call_note" not in m.extra
+
+
+def test_first_call_far_slower_than_the_steady_state_is_noted():
+    rig = Rig(names=("sort",), duration=lambda name, n: 2.0**-5 if n == 1 else MS1,
+              min_rounds=3)
+    m = rig.run().measurements["sort"]
+    note = m.extra["first_call_note"]
+    assert note.startswith("first call 32x the steady state (31.2 ms vs a median of 0.977 ms)")
+    assert "setup=" in note
+
+
+@pytest.mark.parametrize(("first", "steady"), [
+    (MS1 * 9, MS1),  # 9x: below the factor
+    (2.0**-10, 2.0**-14),  # 16x, but 0.92 ms longer: below the 1 ms that counts
+])
+def test_first_call_a_little_slower_is_not_noted(first, steady):
+    rig = Rig(names=("v",), duration=lambda name, n: first if n == 1 else steady,
+              min_rounds=3)
+    assert "first_call_note" not in rig.run().measurements["v"].extra
+
+
+def test_first_call_of_a_prepared_variant_is_its_cold_start_not_a_note():
+    rig = Rig(names=(), duration=lambda name, n: 0.5 if n == 1 else MS1, min_rounds=3)
+    variant = Variant("onnxruntime", rig.calls.fn("onnxruntime"), prepare_s=2.0)
+    assert "first_call_note" not in rig.run(variants=[variant]).measurements[
+        "onnxruntime"].extra
+
+
+def test_awaitable_variant_is_awaited_in_every_timed_call():
+    import asyncio
+
+    rig = Rig(names=(), min_rounds=3)
+    record = rig.calls.fn("async")
+    awaited: list[int] = []
+
+    async def work() -> int:
+        await asyncio.sleep(0)
+        awaited.append(1)
+        return record()
+
+    result = rig.run(variants=[Variant("async", lambda: work())])
+    m = result.measurements["async"]
+    assert len(awaited) == rig.calls.counts["async"]  # every call's coroutine ran
+    assert m.output == 1 and m.extra["awaited"] is True
+    assert rig.engine.call_of("async")() == rig.calls.counts["async"]
+    rig.engine.close()
+
+
+def test_lazy_output_is_refused_before_any_timing():
+    from pytest_hwopt.core.calls import DeferredOutput
+
+    rig = Rig(names=(), min_rounds=3)
+    with pytest.raises(DeferredOutput, match="'gen' returned a generator"):
+        rig.run(variants=[Variant("gen", lambda: (x for x in range(3)))])
+    assert rig.timer.blocks == []
+    rig.engine.close()
+
+
+def test_run_once_calls_each_variant_once():
+    memory = FakeMemory()
+    rig = Rig(memory=memory)
+    made: list[int] = []
+    variants = rig.variants + [Variant("fresh", lambda data: data * 2,
+                                       setup=lambda: made.append(1) or 21)]
+    result = rig.engine.run_once(variants)
+    assert rig.calls.counts == {"naive": 1, "fused": 1} and made == [1]
+    assert result.stopped == "single call" and result.rounds == 1
+    fresh = result.measurements["fresh"]
+    assert fresh.output == fresh.output_after == 42
+    naive = result.measurements["naive"]
+    assert naive.samples_ms == naive.rounds_ms == [MS1_IN_MS] == [naive.first_call_ms]
+    assert naive.peak_memory_mb == 12.5  # the probe watched that one call
+    assert memory.measured == [None, None, None]  # the call appends, returns None

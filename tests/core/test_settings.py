@@ -35,7 +35,8 @@ def test_every_option_has_a_cli_flag_from_its_ini_key():
     assert {"--hwopt-device", "--hwopt-backends", "--hwopt-json", "--hwopt-report-only",
             "--hwopt-max-time", "--hwopt-min-rounds", "--hwopt-warmup-ms", "--hwopt-block-ms",
             "--hwopt-confidence", "--hwopt-threads", "--hwopt-seed"} <= {o.cli for o in OPTIONS}
-    assert [o.name for o in OPTIONS if o.flag] == ["hwopt_report_only", "hwopt_strict"]
+    assert [o.name for o in OPTIONS if o.flag] == ["hwopt_report_only", "hwopt_strict",
+                                                  "hwopt_disable"]
 
 
 def test_all_values_parsed():
@@ -91,6 +92,16 @@ def test_report_only_flag(raw, expected):
 def test_bad_report_only():
     with pytest.raises(OptionError, match="hwopt_report_only = maybe: expected true or false"):
         parse_settings({"hwopt_report_only": "maybe"})
+
+
+def test_disable_flag():
+    assert parse_settings({}).disable is False
+    assert parse_settings({"hwopt_disable": True}).disable is True
+    assert parse_settings({"hwopt_disable": "yes"}).disable is True
+    with pytest.raises(OptionError, match="hwopt_disable = maybe: expected true or false"):
+        parse_settings({"hwopt_disable": "maybe"})
+    disable = next(o for o in OPTIONS if o.name == "hwopt_disable")
+    assert disable.flag and disable.cli == "--hwopt-disable" and disable.ini_help is None
 
 
 @pytest.mark.parametrize("name,value", [

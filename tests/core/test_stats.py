@@ -86,43 +86,102 @@ def test_z_value_rejects_confidence_outside_open_unit_interval(confidence):
         stats.z_value(confidence)
 
 
-# --- percentile_interval -----------------------------------------------------------------
+# --- percentile_bounds, samples_for_bound ---------------------------------------------------
 
 
 HUNDRED = [float(x) for x in range(1, 101)]
 
 
-def test_percentile_interval_exact_order_statistics():
-    # n=100, p=0.5: half = 1.959964*sqrt(25) = 9.8 -> indices floor(40.2)-1=39, ceil(59.8)=60
-    assert stats.percentile_interval(HUNDRED, 50) == (40.0, 61.0)
-    # p=0.95: half = 1.959964*sqrt(4.75) = 4.27 -> indices 89, min(99, 100)=99
-    assert stats.percentile_interval(HUNDRED, 95) == (90.0, 100.0)
+def binomial_tail(n, p, k):
+    """P(K >= k) for K ~ Binomial(n, p), exactly (math.comb)."""
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
 
 
-@pytest.mark.parametrize("samples", ARRAYS, ids=lambda a: f"n{len(a)}")
-@pytest.mark.parametrize("q", [0, 5, 50, 95, 99, 100])
-def test_percentile_interval_bounds_are_samples_and_contain_percentile(samples, q):
-    low, high = stats.percentile_interval(samples, q)
-    assert low in samples and high in samples
-    assert low <= stats.percentile(samples, q) <= high
+def test_bounds_are_the_order_statistics_of_the_exact_binomial_tails():
+    # n=100, p=0.5: P(K >= 59) = 0.044 <= 0.05 < P(K >= 58) = 0.067: the 59th sample is the
+    # upper bound, and by symmetry the 42nd the lower one
+    assert binomial_tail(100, 0.5, 59) <= 0.05 < binomial_tail(100, 0.5, 58)
+    assert stats.percentile_bounds(HUNDRED, 50) == (42.0, 59.0)
+    # p=0.95: P(K >= 99) = 0.037 <= 0.05 < P(K >= 98) = 0.118
+    assert binomial_tail(100, 0.95, 99) <= 0.05 < binomial_tail(100, 0.95, 98)
+    assert stats.percentile_bounds(HUNDRED, 95) == (91.0, 99.0)
 
 
-def test_percentile_interval_widens_with_confidence():
+@pytest.mark.parametrize("n", [5, 20, 59, 60, 137, 300])
+@pytest.mark.parametrize("q", [50, 90, 95, 99])
+def test_bounds_agree_with_the_binomial_definition(n, q):
+    """high = X(u), u the smallest rank with P(K >= u) <= 5%; low = X(l), l the largest
+    rank with P(K <= l - 1) <= 5%; None where no rank qualifies."""
+    p, samples = q / 100, [float(x) for x in range(1, n + 1)]
+    uppers = [u for u in range(1, n + 1) if binomial_tail(n, p, u) <= 0.05]
+    lowers = [r for r in range(1, n + 1) if 1 - binomial_tail(n, p, r) <= 0.05]
+    low, high = stats.percentile_bounds(samples, q)
+    assert high == (float(min(uppers)) if uppers else None)
+    assert low == (float(max(lowers)) if lowers else None)
+
+
+def test_an_upper_bound_on_p95_needs_59_samples():
+    """The largest sample bounds p95 from above with probability 1 - 0.95**n:
+    0.9515 at n = 59, 0.9490 at n = 58."""
+    assert 1 - 0.95**59 >= 0.95 > 1 - 0.95**58
+    assert stats.percentile_bounds(HUNDRED[:58], 95)[1] is None
+    assert stats.percentile_bounds(HUNDRED[:59], 95)[1] == 59.0
+    assert stats.samples_for_bound(95, 0.95) == 59
+
+
+@pytest.mark.parametrize(("q", "confidence", "upper", "lower"), [
+    (50, 0.95, 5, 5), (90, 0.95, 29, 2), (95, 0.95, 59, 1), (99, 0.95, 299, 1),
+    (95, 0.99, 90, 2), (99, 0.9, 230, 1)])
+def test_samples_for_bound(q, confidence, upper, lower):
+    assert stats.samples_for_bound(q, confidence, upper=True) == upper
+    assert stats.samples_for_bound(q, confidence, upper=False) == lower
+    p = q / 100
+    assert p**upper <= 1 - confidence < p ** (upper - 1)
+
+
+def test_four_samples_bound_no_tail_percentile():
+    """The issue's case: four samples of a call that is slow one time in ten; the 95%
+    bound on p95 cannot come from them (no clamping at the largest sample)."""
+    assert stats.percentile_bounds([500.2, 500.1, 500.3, 500.2], 95) == (500.2, None)
+    assert stats.percentile_bounds([1.0, 2.0, 3.0, 4.0], 50) == (None, None)
+
+
+def test_bounds_cover_the_true_percentile_as_often_as_promised():
+    """Simulated: 2000 sets of 80 exponential samples; the upper bound on p95 lies above
+    the true p95 (ln 20) in at least 95% of them (exact binomial, so at least 95% up to
+    simulation noise: with 80 samples it is the largest, which holds with 1 - 0.95**80 =
+    98.3%)."""
+    rng = np.random.default_rng(0)
+    true_p95 = math.log(20.0)
+    covered = 0
+    for _ in range(2000):
+        high = stats.percentile_bounds(rng.exponential(size=80).tolist(), 95)[1]
+        covered += high is not None and high >= true_p95
+    assert covered / 2000 >= 0.95
+
+
+def test_bounds_widen_with_confidence():
     widths = []
     for confidence in (0.5, 0.8, 0.9, 0.95, 0.99, 0.999):
-        low, high = stats.percentile_interval(HUNDRED, 50, confidence)
+        low, high = stats.percentile_bounds(HUNDRED, 50, confidence)
         widths.append(high - low)
     assert widths == sorted(widths)
     assert widths[0] < widths[-1]
 
 
-def test_percentile_interval_single_sample():
-    assert stats.percentile_interval([4.0], 50) == (4.0, 4.0)
+def test_bounds_of_many_samples_are_quick_and_tight():
+    samples = [float(x) for x in range(100_000)]
+    low, high = stats.percentile_bounds(samples, 99)
+    assert 98_850 < low < 99_000 < high < 99_150
 
 
-def test_percentile_interval_of_nothing_raises():
+def test_bounds_reject_bad_input():
     with pytest.raises(ValueError, match="no samples"):
-        stats.percentile_interval([], 50)
+        stats.percentile_bounds([], 50)
+    with pytest.raises(ValueError, match=r"q in \(0, 100\)"):
+        stats.percentile_bounds([1.0], 100)
+    with pytest.raises(ValueError, match="confidence"):
+        stats.samples_for_bound(95, 1.0)
 
 
 # --- ratio_of_medians ---------------------------------------------------------------------
