@@ -51,6 +51,7 @@ class SessionHistory:
         self.machine = ""
         self.notes: list[str] = []
         self.verdicts: list[Verdict] = []
+        self.busy: list[str] = []  # variants whose samples (or reference's) were too disturbed
         self._points: list[Point] | None = None
         self._check()
 
@@ -90,7 +91,9 @@ class SessionHistory:
         if not self.compare or not measurements:
             return
         from pytest_hwopt.core.checks import Check, Status
-        from pytest_hwopt.results import history, series
+        from pytest_hwopt.core.measurement import MAX_DISTURBED_FRACTION
+        from pytest_hwopt.core.outcomes import BUSY
+        from pytest_hwopt.results import changepoints, history, series
 
         try:
             points = [p for p in self._load(environment()) if p.test == item.nodeid]
@@ -105,16 +108,30 @@ class SessionHistory:
                 continue
             reference = refs.get((item.nodeid, name))
             ref = measurements.get(reference) if reference else None
-            v = series.verdict(points, item.nodeid, name, m.median_ms, reference,
-                               ref.median_ms if ref is not None and ref.samples_ms else None)
+            if ref is not None and not ref.samples_ms:
+                ref = None
+            v = series.verdict(
+                points, item.nodeid, name, m.median_ms, reference,
+                None if ref is None else ref.median_ms,
+                se=changepoints.log_se(m.clean_rounds_ms or m.rounds_ms),
+                reference_se=0.0 if ref is None else changepoints.log_se(
+                    ref.clean_rounds_ms or ref.rounds_ms))
             if not (v.regressed or v.improved):
                 continue
             assert v.time is not None
+            # as for budgets: contended data decides nothing (core.kinds.busy_reason)
+            busy = [(x, f) for x, f in ((name, m.disturbed_fraction), (reference or "", (
+                    ref.disturbed_fraction if ref is not None else 0.0)))
+                    if f > MAX_DISTURBED_FRACTION]
+            reason = (f"{BUSY}: {busy[0][1]:.0%} of samples of {busy[0][0]} disturbed (at "
+                      f"most {MAX_DISTURBED_FRACTION:.0%} allowed)") if busy else ""
+            status = (Status.INCONCLUSIVE if busy else
+                      Status.FAILED if v.regressed else Status.PASSED)
             checks.append(Check(
                 kind="history", variant=name, budget=v.time.limit, measured=v.time.ratio,
-                unit="x", status=Status.FAILED if v.regressed else Status.PASSED,
-                message=v.describe(), metric="median_ratio", test=item.nodeid,
-                point_passed=not v.regressed,
+                unit="x", status=status, reason=reason,
+                message=v.describe() + (f" ({reason})" if reason else ""), metric="median_ratio",
+                test=item.nodeid, point_passed=not v.regressed,
                 detail={"store": str(self.path), "machine": self.fingerprint,
                         "runs": v.time.runs, "spread": v.time.spread, "p": v.time.p,
                         "verdict": "regression" if v.regressed else "improvement",
@@ -125,19 +142,26 @@ class SessionHistory:
 
     def session_results(self, document: dict[str, Any], environment: dict[str, Any]) -> None:
         """Summarise this run against the store (with ``compare``), then append it."""
-        from pytest_hwopt.results import history, series
+        from pytest_hwopt.core.measurement import MAX_DISTURBED_FRACTION
+        from pytest_hwopt.results import changepoints, history, series
 
         results = document.get("results") or []
         if self.compare:
             points = self._load(environment)
             refs = history.references(document)
-            medians = {(r["test"], r["variant"]): r["median_ms"] for r in results}
+            rows = {(r["test"], r["variant"]): r for r in results}
             for r in results:
-                key = (r["test"], r["variant"])
-                reference = refs.get(key)
+                reference = refs.get((r["test"], r["variant"]))
+                ref = rows.get((r["test"], reference or ""))
+                if any((x or {}).get("disturbed_fraction", 0.0) > MAX_DISTURBED_FRACTION
+                       for x in (r, ref)):
+                    self.busy.append(f"{r['test']} {r['variant']}")
+                    continue
                 self.verdicts.append(series.verdict(
                     [p for p in points if p.test == r["test"]], r["test"], r["variant"],
-                    r["median_ms"], reference, medians.get((r["test"], reference or ""))))
+                    r["median_ms"], reference, ref["median_ms"] if ref else None,
+                    se=changepoints.log_se(_clean_rounds(r)),
+                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0))
         if not results:
             self.notes.append("hwopt: nothing measured; run not added to the history")
             return
@@ -167,6 +191,9 @@ class SessionHistory:
                               and v.ratio is not None and not v.regressed]
             for v in regressed + improved + machine_slower:
                 lines.append(f"hwopt: {v.test}: {v.describe()}")
+            if self.busy:
+                lines.append(f"hwopt: not judged against the history (machine busy: most "
+                             f"samples disturbed): {', '.join(self.busy)}")
             if new:
                 listed = ", ".join(f"{v.test} {v.variant}" for v in new[:10])
                 more = f" and {len(new) - 10} more" if len(new) > 10 else ""
@@ -179,11 +206,22 @@ class SessionHistory:
         return lines + self.notes
 
 
+def _clean_rounds(row: dict[str, Any]) -> list[float]:
+    """A result row's per-round values of rounds with undisturbed samples (all of them when
+    none had any), as ``Measurement.clean_rounds_ms`` reads them."""
+    rounds = [float(v) for v in row.get("rounds_ms") or []]
+    flags = list(row.get("rounds_disturbed") or [])
+    clean = [v for n, v in enumerate(rounds) if not (n < len(flags) and flags[n])]
+    return clean or rounds
+
+
 def session_history(config: pytest.Config, compare_value: str | None) -> SessionHistory | None:
     """The session's history from ``--hwopt-history`` or the ini key ``hwopt_history``; None
     without either. ``--hwopt-compare=history`` without a store is a usage error."""
     given = config.getoption("hwopt_history", None)
     compare = compare_value == COMPARE_VALUE
+    if given == "" and not compare:  # given empty: off, whatever the ini file says
+        return None
     if given:
         shown = str(given)
         path = Path(shown).expanduser()

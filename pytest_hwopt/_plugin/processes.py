@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 #: set explicitly for each worker rather than copied from the session
 _OWN: Final = frozenset({"hwopt_json", "hwopt_processes", "hwopt_seed", "hwopt_device",
                          "hwopt_threads"})
-#: result options a worker must not act on (it would save, compare or write reports);
-#: given to it empty, which turns them off even when they come from ``addopts``
-_BLANKED: Final = ("hwopt_save", "hwopt_compare", "hwopt_html", "hwopt_benchmark_json")
+#: result options a worker must not act on (it would save, compare, append to the history or
+#: write reports); given to it empty, which turns them off even when they come from
+#: ``addopts`` or the ini file
+_BLANKED: Final = ("hwopt_save", "hwopt_compare", "hwopt_html", "hwopt_benchmark_json",
+                   "hwopt_history")
 #: environment a worker must not inherit: it is a plain pytest run, not an xdist worker,
 #: and must not append to the CI step summary
 _DROPPED_ENV: Final = ("GITHUB_STEP_SUMMARY", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
@@ -84,19 +86,15 @@ def planned(checks: Sequence[Check], processes: int | None) -> tuple[int, list[i
     variant whose outputs are wrong (its speedup does not count whatever it reads).
     """
     from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED
-    from pytest_hwopt.core.kinds import TOO_FEW_SAMPLES
     from pytest_hwopt.core.verdicts import SAMPLED_KINDS
 
     if processes == 0:
         return 0, []
     wrong = {c.variant for c in checks if c.kind == "accuracy" and c.status is FAILED}
     wanted = (INCONCLUSIVE,) if processes is None else (INCONCLUSIVE, PASSED, FAILED)
-    # a percentile from too few samples is biased low in every process alike: repeating it
-    # would only multiply the bias (kinds.TOO_FEW_SAMPLES), so it stays inconclusive
     picked = [n for n, c in enumerate(checks)
               if c.kind in SAMPLED_KINDS and c.status in wanted and c.budget is not None
-              and c.measured is not None and c.variant not in wrong
-              and not c.reason.startswith(TOO_FEW_SAMPLES)]
+              and c.measured is not None and c.variant not in wrong]
     if not picked:
         return 0, []
     return (core_settings.AUTO_PROCESSES if processes is None else processes), picked
@@ -251,7 +249,7 @@ def forwarded_args(config: pytest.Config) -> list[str]:
     if budgets:
         out.append(f"--hwopt-budgets={Path(config.invocation_params.dir, budgets)}")
     for name in _BLANKED:
-        if config.getoption(name, None):
+        if config.getoption(name, None) or (name == "hwopt_history" and config.getini(name)):
             out.append("--" + name.replace("_", "-") + "=")
     args = list(config.invocation_params.args)
     for n, arg in enumerate(args):

@@ -27,8 +27,10 @@ ones and tests again):
 **A new run against its history** (:func:`judge`): the history is the runs since the last
 change point; the new value's ratio to their geometric mean is a regression when it is
 beyond the one-sided ``1 - alpha`` prediction limit of a normal sample of the log values,
-``exp(t(n-1) * s * sqrt(1 + 1/n))`` (Student t with ``n - 1`` degrees of freedom; the
-threshold Bencher's t-test uses), and at least ``1 + MIN_STEP``. Fewer than
+``exp(t(n-1) * sqrt(s^2 * (1 + 1/n) + u^2))`` (Student t with ``n - 1`` degrees of freedom;
+the threshold Bencher's t-test uses), and at least ``1 + MIN_STEP``. ``u`` is the new
+value's own standard error (log scale, :func:`log_se` of its run's rounds): a run measured
+on a busier day scatters more than the runs of its history did. Fewer than
 :data:`MIN_RUNS` runs decide nothing.
 
 Parameters, weighed: ``ALPHA`` 0.01 keeps false alarms near 1 in 100 per series tested (a
@@ -193,10 +195,24 @@ class Judgement:
         return self.ratio < 1.0 / self.limit
 
 
+def log_se(rounds: Sequence[float]) -> float:
+    """Standard error of the median of a run's per-round values, on the log scale:
+    ``sqrt(pi/2) * sd(log values) / sqrt(k)`` (the median's asymptotic efficiency against
+    the mean under normality); 0.0 with fewer than 2 positive values."""
+    logs = [math.log(v) for v in rounds if v > 0 and math.isfinite(v)]
+    k = len(logs)
+    if k < 2:
+        return 0.0
+    m = sum(logs) / k
+    sd = math.sqrt(sum((x - m) ** 2 for x in logs) / (k - 1))
+    return math.sqrt(math.pi / 2.0) * sd / math.sqrt(k)
+
+
 def judge(history: Sequence[float], value: float, *, alpha: float = ALPHA,
-          min_step: float = MIN_STEP) -> Judgement | None:
+          min_step: float = MIN_STEP, value_se: float = 0.0) -> Judgement | None:
     """``value`` against ``history`` (oldest first); None with fewer than :data:`MIN_RUNS`
-    runs. See the module docstring for the limit."""
+    runs. ``value_se``: the value's own standard error on the log scale (:func:`log_se`).
+    See the module docstring for the limit."""
     if len(history) < MIN_RUNS:
         return None
     logs = _logs(history)
@@ -204,7 +220,7 @@ def judge(history: Sequence[float], value: float, *, alpha: float = ALPHA,
     n = len(logs)
     m = sum(logs) / n
     s = max(math.sqrt(sum((v - m) ** 2 for v in logs) / (n - 1)), SPREAD_FLOOR)
-    scale = s * math.sqrt(1.0 + 1.0 / n)
+    scale = math.sqrt(s * s * (1.0 + 1.0 / n) + value_se * value_se)
     limit = max(math.exp(t_quantile(1.0 - 2.0 * alpha, n - 1) * scale), 1.0 + min_step)
     t = abs(x - m) / scale
     p = max(0.0, (1.0 - t_two_sided(t, n - 1)) / 2.0)

@@ -106,9 +106,12 @@ def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_S
     :attr:`Verdict.regressed`: where the variant has a ratio series, that series' newest
     segment is a significant slowdown and the times of its runs are at least ``1 +
     min_step`` above those of the segment before (the ratio series is returned); else the
-    time series' newest segment is a significant slowdown."""
+    time series' newest segment is a significant slowdown. Of a variant and its reference,
+    only the one whose times moved further across that change counts."""
     ratio = {(a.series.fingerprint, a.series.test, a.series.variant): a
              for a in analysed if a.series.kind == RATIO}
+    times_of = {(a.series.fingerprint, a.series.test, a.series.variant): a.series
+                for a in analysed if a.series.kind == TIME}
     out = []
     for a in analysed:
         s = a.series
@@ -123,12 +126,24 @@ def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_S
         if cp is None:
             continue
         start = other.changes[-2].index if len(other.changes) > 1 else 0
-        times = dict(zip((r.id for r in s.runs), s.values))
-        before = [times[r.id] for r in other.series.runs[start:cp.index] if r.id in times]
-        after = [times[r.id] for r in other.series.runs[cp.index:] if r.id in times]
-        if before and after and _geomean(after) >= (1.0 + min_step) * _geomean(before):
+        own = _move(s, other, start, cp.index)
+        ref = _move(times_of.get((s.fingerprint, s.test, other.series.reference or "")),
+                    other, start, cp.index)
+        if own is not None and own >= 1.0 + min_step and (
+                ref is None or abs(math.log(own)) > abs(math.log(ref))):
             out.append(other)
     return out
+
+
+def _move(times: Series | None, ratio: Analysed, start: int, cut: int) -> float | None:
+    """Geometric mean of ``times`` over the runs of ``ratio``'s segment from ``cut`` on,
+    divided by that over its segment from ``start`` to ``cut``; None where either is empty."""
+    if times is None:
+        return None
+    by_run = dict(zip((r.id for r in times.runs), times.values))
+    before = [by_run[r.id] for r in ratio.series.runs[start:cut] if r.id in by_run]
+    after = [by_run[r.id] for r in ratio.series.runs[cut:] if r.id in by_run]
+    return _geomean(after) / _geomean(before) if before and after else None
 
 
 def _geomean(values: Sequence[float]) -> float:
@@ -149,6 +164,16 @@ class Verdict:
     since: RunInfo | None  # the run that opened the newest segment (after a change point)
     history_runs: int = 0  # runs of this machine it could be judged against
     min_step: float = changepoints.MIN_STEP
+    #: the reference's time now / its history's geometric mean (None without one)
+    reference_move: float | None = None
+
+    def _moved_more(self) -> bool:
+        """This variant's time moved further from its history than its reference's did, so
+        the change of their ratio is this variant's, not the reference's."""
+        assert self.time is not None
+        if self.reference_move is None:
+            return True
+        return abs(math.log(self.time.ratio)) > abs(math.log(self.reference_move))
 
     @property
     def judged(self) -> bool:
@@ -156,15 +181,17 @@ class Verdict:
 
     @property
     def regressed(self) -> bool:
-        """Where the within-run ratio is judged: that ratio beyond its history's limit, and
-        the time itself at least ``1 + MIN_STEP`` slower (else the reference got faster);
-        the ratio decides because it is steadier than times across runs. Without a judged
-        ratio: the time beyond its history's limit."""
+        """Where the within-run ratio is judged: that ratio beyond its history's limit, the
+        time itself at least ``1 + MIN_STEP`` slower, and moved further than the
+        reference's time (else it was the reference that changed); the ratio decides
+        because it is steadier than times across runs. Without a judged ratio: the time
+        beyond its history's limit."""
         if self.time is None:
             return False
         if self.ratio is None:
             return self.time.slower
-        return self.ratio.slower and self.time.ratio >= 1.0 + self.min_step
+        return (self.ratio.slower and self.time.ratio >= 1.0 + self.min_step
+                and self._moved_more())
 
     @property
     def improved(self) -> bool:
@@ -172,7 +199,8 @@ class Verdict:
             return False
         if self.ratio is None:
             return self.time.faster
-        return self.ratio.faster and self.time.ratio <= 1.0 / (1.0 + self.min_step)
+        return (self.ratio.faster and self.time.ratio <= 1.0 / (1.0 + self.min_step)
+                and self._moved_more())
 
     def describe(self) -> str:
         """One line, as a check message: what was compared with what, and why."""
@@ -210,11 +238,14 @@ def _revision(run: RunInfo) -> str:
 
 def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
             reference: str | None = None, reference_ms: float | None = None, *,
+            se: float = 0.0, reference_se: float = 0.0,
             alpha: float = changepoints.ALPHA, min_step: float = changepoints.MIN_STEP
             ) -> Verdict:
     """This run's ``variant`` of ``test`` against the stored ``points`` of one machine: the
     runs since the last change point of each series, judged with
-    :func:`changepoints.judge`."""
+    :func:`changepoints.judge`. ``se`` and ``reference_se``: the standard errors of this
+    run's medians on the log scale (:func:`changepoints.log_se` of its rounds); the ratio's
+    is taken as ``sqrt(se^2 + reference_se^2)``."""
     series = {(s.kind): s for s in build(p for p in points
                                          if p.test == test and p.variant in (variant,
                                                                             reference))
@@ -225,21 +256,29 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
     history: list[float] = []
     if time_s is not None:
         history, since = _newest(time_s, alpha, min_step)
-        time_j = changepoints.judge(history, median_ms, alpha=alpha, min_step=min_step)
+        time_j = changepoints.judge(history, median_ms, alpha=alpha, min_step=min_step,
+                                    value_se=se)
     ratio_j: Judgement | None = None
+    moved: float | None = None
     ratio_s = series.get(RATIO)
     if (reference and reference_ms and ratio_s is not None and ratio_s.reference == reference
             and math.isfinite(reference_ms) and reference_ms > 0):
         ratios, _ = _newest(ratio_s, alpha, min_step)
         ratio_j = changepoints.judge(ratios, median_ms / reference_ms, alpha=alpha,
-                                     min_step=min_step)
-    return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step)
+                                     min_step=min_step,
+                                     value_se=math.hypot(se, reference_se))
+        ref_times = [p.median_ms for p in points if p.test == test and p.variant == reference]
+        if ref_times:
+            ref_s = Series("", test, reference, TIME, None, (), tuple(ref_times))
+            moved = reference_ms / _geomean(_newest(ref_s, alpha, min_step)[0])
+    return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step,
+                   moved)
 
 
 def _newest(s: Series, alpha: float, min_step: float) -> tuple[list[float], RunInfo | None]:
     found = changepoints.detect(s.values, alpha=alpha, min_step=min_step)
     start = found[-1].index if found else 0
-    return list(s.values[start:]), (s.runs[start] if found else None)
+    return list(s.values[start:]), (s.runs[start] if found and s.runs else None)
 
 
 # ---- the command's report ------------------------------------------------------------------

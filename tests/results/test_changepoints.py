@@ -110,3 +110,13 @@ def test_only_a_slowdown_in_both_series_counts_as_the_newest_slowdown():
     machine = series.analyse(series.build(points(
         [(10.0 * f, f) for f in noisy(6) + [1.3]])))
     assert series.slowdowns(machine) == []  # both variants 30% slower: the ratio held
+
+
+def test_when_a_candidate_slows_its_reference_is_not_called_faster():
+    history = points([(10 * a, b) for a, b in zip(noisy(6, seed=5), noisy(6, seed=6))])
+    # today "fast" is 3x slower, and "slow" read 20% faster by chance: their ratio moved,
+    # but it was "fast" that moved
+    slow = series.verdict(history, "t.py::test_op", "slow", 8.0, "fast", 3.0)
+    assert slow.ratio is not None and slow.ratio.faster and not slow.improved
+    fast = series.verdict(history, "t.py::test_op", "fast", 3.0, "slow", 8.0)
+    assert fast.regressed
