@@ -86,15 +86,19 @@ def planned(checks: Sequence[Check], processes: int | None) -> tuple[int, list[i
     variant whose outputs are wrong (its speedup does not count whatever it reads).
     """
     from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED
+    from pytest_hwopt.core.kinds import TOO_FEW_SAMPLES
     from pytest_hwopt.core.verdicts import SAMPLED_KINDS
 
     if processes == 0:
         return 0, []
     wrong = {c.variant for c in checks if c.kind == "accuracy" and c.status is FAILED}
     wanted = (INCONCLUSIVE,) if processes is None else (INCONCLUSIVE, PASSED, FAILED)
+    # a percentile from too few samples is biased low in every process alike: repeating it
+    # would only multiply the bias (kinds.TOO_FEW_SAMPLES), so it stays inconclusive
     picked = [n for n, c in enumerate(checks)
               if c.kind in SAMPLED_KINDS and c.status in wanted and c.budget is not None
-              and c.measured is not None and c.variant not in wrong]
+              and c.measured is not None and c.variant not in wrong
+              and not c.reason.startswith(TOO_FEW_SAMPLES)]
     if not picked:
         return 0, []
     return (core_settings.AUTO_PROCESSES if processes is None else processes), picked
