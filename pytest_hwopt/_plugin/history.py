@@ -170,10 +170,15 @@ class SessionHistory:
         try:
             with history.SqliteStore(self.path) as store:
                 self.appended = store.append(run)
+                points = store.points(run.fingerprint)
         except history.HistoryError as exc:
             self.notes.append(f"hwopt: run not added to the history: {exc}")
             return
         self.machine = history.machine_label(run.fingerprint, run.machine)
+        # each variant's series on this machine, this run included, for the HTML report
+        document["history"] = series.trend_section(
+            points, sorted({r["test"] for r in results}), str(self.path), run.fingerprint,
+            with_changes=changepoints.ruptures_available())
 
     def summary_lines(self) -> list[str]:
         lines: list[str] = []

@@ -94,6 +94,12 @@ def render(document: ResultsDocument) -> str:
         "No prepare or first-call times in the document.")))
 
     sections.append(("roofline", "Roofline", _roofline_section(go, document, figures)))
+    history = dict(document).get("history")
+    if isinstance(history, Mapping) and history:  # --hwopt-history: each variant's series
+        from pytest_hwopt.results.trends import EMPTY, TREND_CAPTION, trend_figure
+
+        sections.append(("history", "History", _figure_section(
+            trend_figure(go, history, names), figures, "history", TREND_CAPTION, EMPTY)))
     sections.append(("tests", "Tests and notes", _tests_section(records)))
     sections.append(("environment", "Environment",
                      _environment_section(document.get("environment") or {})))

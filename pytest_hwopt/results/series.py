@@ -319,3 +319,30 @@ def change_line(s: Series, cp: ChangePoint) -> str:
 
 def _value(s: Series, value: float) -> str:
     return f"{value:.4g}x" if s.kind == RATIO else f"{value:.4g} ms"
+
+
+# ---- the document's history section (the HTML report's trend plot) ---------------------------
+
+def trend_section(points: Sequence[Point], tests: Sequence[str], store: str, machine: str,
+                  *, with_changes: bool = True) -> dict[str, Any]:
+    """The document's ``history`` entry: per test of ``tests`` and variant, its time series on
+    this machine (``points`` of one fingerprint, this run's included) with its change points
+    (``with_changes``: ruptures is installed; else ``changes`` are empty and
+    ``changes_note`` says why)."""
+    wanted = set(tests)
+    out: list[dict[str, Any]] = []
+    for s in build(p for p in points if p.test in wanted):
+        if s.kind != TIME:
+            continue
+        found = changepoints.detect(s.values) if with_changes else []
+        out.append({"test": s.test, "variant": s.variant, "unit": "ms",
+                    "runs": [r.id for r in s.runs], "times": [r.recorded_at for r in s.runs],
+                    "commits": [r.commit for r in s.runs], "values": list(s.values),
+                    "changes": [{"index": c.index, "run": s.runs[c.index].id,
+                                 "before": c.before, "after": c.after, "step": c.step,
+                                 "p": c.p} for c in found]})
+    section: dict[str, Any] = {"store": store, "machine": machine, "series": out}
+    if not with_changes:
+        section["changes_note"] = (f"change points need ruptures: "
+                                   f"{changepoints.INSTALL_HINT}")
+    return section

@@ -259,3 +259,18 @@ def test_worker_processes_never_append_to_the_history(pytester):
     worker = pytester.parseconfigure("--hwopt-history=")
     assert session_history(worker, None) is None
     assert session_history(config, None) is not None
+
+
+def test_the_json_and_the_html_report_show_each_variants_history(suite, fast_args):
+    pytest.importorskip("plotly")
+    build_history(suite, fast_args, runs=2)
+    result = run(suite, *fast_args, "--hwopt-history=h.sqlite", "--hwopt-html=report.html",
+                 "--hwopt-json=run.json")
+    result.assert_outcomes(passed=1)
+    section = json.loads((suite.path / "run.json").read_text())["history"]
+    assert section["store"].endswith("h.sqlite")
+    assert sorted((s["variant"], s["runs"]) for s in section["series"]) == [
+        ("fast", [1, 2, 3]), ("slow", [1, 2, 3])]  # this run is the last point
+    page = (suite.path / "report.html").read_text()
+    assert '<section id="history"><h2>History</h2>' in page
+    assert 'id="plot-history"' in page and "Diamonds mark change points" in page

@@ -120,3 +120,24 @@ def test_when_a_candidate_slows_its_reference_is_not_called_faster():
     assert slow.ratio is not None and slow.ratio.faster and not slow.improved
     fast = series.verdict(history, "t.py::test_op", "fast", 3.0, "slow", 8.0)
     assert fast.regressed
+
+
+def test_the_trend_section_holds_this_machines_series_with_their_change_points():
+    pts = points([(10.0, f) for f in noisy(6) + [1.5]])
+    section = series.trend_section(pts, ["t.py::test_op"], "h.sqlite", "m1")
+    fast = next(s for s in section["series"] if s["variant"] == "fast")
+    assert fast["runs"] == list(range(1, 8)) and fast["commits"][-1] == "c0007"
+    [change] = fast["changes"]
+    assert change["index"] == 6 and change["run"] == 7 and change["step"] > 0.4
+    assert series.trend_section(pts, ["other.py::t"], "h.sqlite", "m1")["series"] == []
+
+
+def test_the_trend_figure_draws_a_line_per_variant_and_marks_changes():
+    go = pytest.importorskip("plotly.graph_objects")
+    from pytest_hwopt.results.trends import trend_figure
+
+    section = series.trend_section(points([(10.0, f) for f in noisy(6) + [1.5]]),
+                                   ["t.py::test_op"], "h.sqlite", "m1")
+    fig = trend_figure(go, section, {"t.py::test_op": "test_op"})
+    assert [t.name for t in fig.data] == ["test_op slow", "test_op fast", "test_op fast: change"]
+    assert trend_figure(go, {"series": []}, {}) is None
