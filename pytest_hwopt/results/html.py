@@ -99,7 +99,8 @@ def render(document: ResultsDocument) -> str:
         from pytest_hwopt.results.trends import EMPTY, TREND_CAPTION, trend_figure
 
         sections.append(("history", "History", _figure_section(
-            trend_figure(go, history, names), figures, "history", TREND_CAPTION, EMPTY)))
+            trend_figure(go, history, document.get("tests") or []), figures, "history",
+            TREND_CAPTION, EMPTY)))
     sections.append(("tests", "Tests and notes", _tests_section(records)))
     sections.append(("environment", "Environment",
                      _environment_section(document.get("environment") or {})))

@@ -8,7 +8,7 @@ No pytest, no torch; plotly's ``graph_objects`` module is passed in by the repor
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 TREND_CAPTION: Final = (
@@ -18,11 +18,14 @@ TREND_CAPTION: Final = (
 EMPTY: Final = "No series in the history store for the tests of this run."
 
 
-def trend_figure(go: Any, section: Mapping[str, Any], names: Mapping[str, str]) -> Any:
-    """A plotly figure of ``section["series"]``, or None when there is none to draw."""
+def trend_figure(go: Any, section: Mapping[str, Any], tests: Sequence[Mapping[str, Any]]
+                 ) -> Any:
+    """A plotly figure of ``section["series"]``, or None when there is none to draw; a test
+    is labelled with its name from the document's ``tests`` (``name``), else its node id."""
     series = [s for s in section.get("series") or [] if s.get("values")]
     if not series:
         return None
+    names = {str(t.get("test")): str(t.get("name") or t.get("test")) for t in tests}
     fig = go.Figure()
     for s in series:
         values = [float(v) for v in s["values"]]

@@ -138,6 +138,6 @@ def test_the_trend_figure_draws_a_line_per_variant_and_marks_changes():
 
     section = series.trend_section(points([(10.0, f) for f in noisy(6) + [1.5]]),
                                    ["t.py::test_op"], "h.sqlite", "m1")
-    fig = trend_figure(go, section, {"t.py::test_op": "test_op"})
+    fig = trend_figure(go, section, [{"test": "t.py::test_op", "name": "test_op"}])
     assert [t.name for t in fig.data] == ["test_op slow", "test_op fast", "test_op fast: change"]
-    assert trend_figure(go, {"series": []}, {}) is None
+    assert trend_figure(go, {"series": []}, []) is None
