@@ -80,6 +80,12 @@ def test_sdpa_vs_eager_attention_ttft(hwopt_bench):
     ids, mask = prompt(1024)
     hwopt_bench.generate("eager", eager, ids, attention_mask=mask, max_new_tokens=2)
     hwopt_bench.generate("sdpa", sdpa, ids, attention_mask=mask, max_new_tokens=2)
+    r = hwopt_bench.run()
+    # which kernels ran, from the profiler (asking for SDPA does not prove a fused kernel)
+    assert r["eager"].extra["attention_backends"] == ["eager"]
+    assert r["sdpa"].extra["attention_backends"], "an SDPA backend ran"
+    assert "eager" not in r["sdpa"].extra["attention_backends"]
+    hwopt_bench.note("ttft_eager_over_sdpa", r["eager"].ttft_p50_ms / r["sdpa"].ttft_p50_ms)
 
 
 @hwopt.speedup(min=1.0, vs="cached-512", of="cached-64", metric="ttft")

@@ -28,7 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from pytest_hwopt.core.generation import GenerationLog, GenerationSource, call_metrics
+from pytest_hwopt.core.generation import (
+    GenerationLog,
+    GenerationSource,
+    attention_backends,
+    attention_ops,
+    call_metrics,
+)
 from pytest_hwopt.core.measurement import MeasurementExtra
 
 if TYPE_CHECKING:
@@ -228,9 +234,28 @@ def prepare(device: Device) -> Callable[..., GenerationSource]:
         extra.update(facts)  # type: ignore[typeddict-item]
         return GenerationSource(fn=call, log=log, batch_size=batch,
                                 items=batch * max_new_tokens, extra=extra,
-                                token_ids=token_ids, prompt_digest=digest(input_ids))
+                                token_ids=token_ids, prompt_digest=digest(input_ids),
+                                evidence=lambda: attention_evidence(call, device.kind))
 
     return prepare_generation
+
+
+def attention_evidence(call: Callable[[], Any], kind: str) -> dict[str, Any]:
+    """Which attention kernels one call runs: the call under ``torch.profiler`` (CPU
+    activity, and CUDA activity on a GPU, whose kernel names say which SDPA backend
+    ran: forcing one does not prove it ran), untimed.
+    ``{"attention_backends": [...], "attention_ops": [...]}``
+    (:func:`pytest_hwopt.core.generation.attention_backends`)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if kind == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        call()
+    names = {event.name for event in prof.events()}
+    return {"attention_backends": attention_backends(names),
+            "attention_ops": attention_ops(names)}
 
 
 def _streamer_type() -> Callable[[Callable[[], float]], HostStamps]:

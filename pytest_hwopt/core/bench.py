@@ -184,6 +184,9 @@ class Bench:
             m = measurements.get(name)
             if m is not None:
                 measurements[name] = source.measurement(m, with_ids=final)
+                ran = dict(measurements[name].extra).get("attention_backends")
+                if final and isinstance(ran, list):  # the report shows which kernels ran
+                    self.notes[f"attention {name}"] = ", ".join(map(str, ran)) or "none"
         return measurements
 
     def note(self, name: str, value: object) -> None:

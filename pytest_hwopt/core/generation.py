@@ -32,7 +32,7 @@ generation variants counts only when their ids agree.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -231,15 +231,57 @@ class GenerationSource:
     extra: MeasurementExtra
     token_ids: Callable[[Any], Any]
     prompt_digest: str = ""
+    #: one more call, untimed, that says which attention kernels ran (a profiler's
+    #: reading: ``attention_backends``, ``attention_ops``), made after the run
+    evidence: Callable[[], Mapping[str, Any]] | None = None
 
     def measurement(self, timed: Measurement, *, with_ids: bool = True
                     ) -> GenerationMeasurement:
         """``timed`` with its generation figures (and token ids, unless ``with_ids`` is
         False: between rounds)."""
-        return self.log.measurement(
+        out = self.log.measurement(
             timed, self.batch_size,
             self.token_ids(timed.output) if with_ids else None,
             self.token_ids(timed.output_after) if with_ids else None, self.prompt_digest)
+        if with_ids and self.evidence is not None:
+            out.extra.update(self.evidence())  # type: ignore[typeddict-item]
+        return out
+
+
+#: aten operators and kernel names by the attention implementation they belong to, most
+#: specific first. Operators: PyTorch's scaled_dot_product_attention dispatch
+#: (``aten::_scaled_dot_product_flash_attention`` and its ``_for_cpu`` form, the
+#: memory-efficient, cuDNN and math paths); kernels: FlashAttention's ``flash_fwd``
+#: kernels, the memory-efficient path's CUTLASS ``fmha_cutlassF`` kernels, cuDNN's fused
+#: attention. A softmax without any SDPA operator is attention written out (eager).
+ATTENTION_PATTERNS: Final = (
+    ("flash", ("_scaled_dot_product_flash_attention", "flash_fwd")),
+    ("memory-efficient", ("_scaled_dot_product_efficient_attention",
+                          "_efficient_attention_forward", "fmha_cutlass")),
+    ("cudnn", ("_scaled_dot_product_cudnn_attention", "cudnn_generated_fort_native_sdpa")),
+    ("math", ("_scaled_dot_product_attention_math",)),
+)
+
+
+def attention_backends(names: Iterable[str]) -> list[str]:
+    """Which attention implementations ran, from a profiler's operator and kernel names:
+    any of "flash", "memory-efficient", "cudnn", "math" (the SDPA backends), or "eager"
+    (softmax with no SDPA operator: attention written out as matmuls and a softmax), in
+    that order; empty when no attention ran."""
+    names = list(names)
+    found = [backend for backend, parts in ATTENTION_PATTERNS
+             if any(part in name for name in names for part in parts)]
+    sdpa = any("scaled_dot_product" in name for name in names)
+    if not found and not sdpa and any(name.endswith("softmax") for name in names):
+        found.append("eager")
+    return found
+
+
+def attention_ops(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that identify attention (sorted, unique)."""
+    parts = [p for _, group in ATTENTION_PATTERNS for p in group] + ["scaled_dot_product",
+                                                                     "softmax"]
+    return sorted({n for n in names if any(p in n for p in parts)})
 
 
 def _round_values(values: Sequence[float], disturbed: Sequence[bool],

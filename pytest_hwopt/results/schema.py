@@ -155,6 +155,33 @@ class VariantResult(_VariantResultKeys, total=False):
     threads: int  # of every thread pool during the run (hardware.threads)
     threads_source: str  # how it was chosen: "option", "idle cores (1 of 2 idle at start)"
     thread_pools: dict[str, int]  # pool -> threads in force during the run
+    # generation variants (hwopt_bench.generate): TTFT, TPOT, ITL and their facts
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    ttft_p99_ms: float | None
+    tpot_p50_ms: float | None
+    tpot_p95_ms: float | None
+    tpot_p99_ms: float | None
+    itl_p50_ms: float | None
+    itl_p95_ms: float | None
+    itl_p99_ms: float | None
+    generation: bool  # a generation variant (hwopt_bench.generate)
+    output_tokens: int  # new tokens per sequence per call
+    batch_size: int
+    prompt_digest: str  # fingerprint of the prompt's token ids
+    tokens_per_s: float  # new tokens per second over the batch
+    ttft_samples_ms: list[float]  # aligned with samples
+    tpot_samples_ms: list[float]
+    ttft_rounds_ms: list[float]  # aligned with rounds_ms
+    tpot_rounds_ms: list[float]
+    itl_samples_ms: list[list[float]]
+    metric_definitions: str
+    max_new_tokens: int
+    prompt_tokens: int
+    token_timer: str  # host clock via a streamer, or CUDA events
+    generate_kwargs: dict[str, str]  # repr of each generate() setting the test passed
+    attention_backends: list[str]  # flash, memory-efficient, cudnn, math, or eager
+    attention_ops: list[str]  # the profiler's names that identify attention
 
 
 class ResultRow(VariantResult):

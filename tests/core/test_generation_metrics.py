@@ -252,3 +252,35 @@ def test_variants_of_other_prompts_are_not_compared_token_for_token():
                               batch_size=4)
     assert same_prompt(a, b)
     assert not same_prompt(a, c) and not same_prompt(a, d)
+
+
+# --- which attention ran ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("names", "backends"), [
+    (["aten::scaled_dot_product_attention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+      "aten::matmul"], ["flash"]),
+    (["aten::scaled_dot_product_attention", "aten::_scaled_dot_product_attention_math",
+      "aten::_softmax"], ["math"]),
+    (["aten::_scaled_dot_product_efficient_attention",
+      "fmha_cutlassF_f16_aligned_64x64_rf_sm80(AttentionKernel<...>::Params)"],
+     ["memory-efficient"]),
+    (["aten::_scaled_dot_product_flash_attention",
+      "void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<...>>(...)",
+      "aten::_scaled_dot_product_attention_math"], ["flash", "math"]),
+    (["aten::_scaled_dot_product_cudnn_attention"], ["cudnn"]),
+    (["aten::matmul", "aten::bmm", "aten::softmax", "aten::_softmax"], ["eager"]),
+    (["aten::linear", "aten::addmm"], []),
+])
+def test_attention_backends_from_profiler_names(names, backends):
+    from pytest_hwopt.core.generation import attention_backends
+
+    assert attention_backends(names) == backends
+
+
+def test_attention_ops_keeps_the_names_that_identify_attention():
+    from pytest_hwopt.core.generation import attention_ops
+
+    assert attention_ops(["aten::softmax", "aten::linear", "aten::scaled_dot_product_attention",
+                          "aten::softmax"]) == ["aten::scaled_dot_product_attention",
+                                                "aten::softmax"]

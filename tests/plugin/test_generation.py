@@ -98,8 +98,17 @@ def test_gpt2_batches(hwopt_bench):
                                  "*test_llama*accuracy vs recompute*cached*equal token ids*",
                                  "*test_llama*TTFT p50*cached*ms*",
                                  "*test_llama*TPOT p50*cached*ms*"])
+    result.stdout.fnmatch_lines(["*test_gen.py::test_llama: *attention cached=*"])
     doc = json.loads(out.read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_hwopt.results.schema import json_schema
+
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)  # the shipped format
     cached = next(r for r in doc["results"] if r["variant"] == "cached")
+    assert cached["generation"] is True and cached["token_timer"].startswith("host")
+    # which attention ran, read by a profiler from one untimed call: SDPA, not eager
+    assert cached["attention_backends"] and "eager" not in cached["attention_backends"]
+    assert any("scaled_dot_product" in op for op in cached["attention_ops"])
     for metric in ("ttft", "tpot", "itl"):
         for q in (50, 95, 99):
             assert cached[f"{metric}_p{q}_ms"] > 0
