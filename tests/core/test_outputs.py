@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -47,10 +48,66 @@ def test_nested_dict_list_tuple_paths():
     assert (diff.mismatched, diff.total) == (1, 4 + 3 + 1 + 1)
 
 
-def test_flatten_paths_sorted_by_key():
-    out = {"b": (1, [2, 3]), "a": 4}
-    assert [p for p, _ in flatten(out)] == ["output['a']", "output['b'][0]",
-                                           "output['b'][1][0]", "output['b'][1][1]"]
+def test_flatten_follows_the_exporter_order():
+    # mappings in insertion order (as torch.export flattens them), None dropped, a tuple
+    # or list of numbers is one array
+    out = {"b": (np.ones(1), None, [np.zeros(2), 3.0]), "a": [1, 2]}
+    assert [p for p, _ in flatten(out)] == ["output['b'][0]", "output['b'][2][0]",
+                                           "output['b'][2][1]", "output['a']"]
+
+
+def test_dicts_pair_by_key_whatever_their_order():
+    assert compare({"b": np.ones(2), "a": np.zeros(2)}, {"a": np.zeros(2), "b": np.ones(2)},
+                   0.0, 0.0).ok
+
+
+def test_a_flat_sequence_pairs_with_a_structure_in_exporter_order():
+    # what ONNX Runtime returns for a module returning (x, None, {"h": (y, z)})
+    x, y, z = np.arange(3.0), np.ones(2), np.zeros(4)
+    diff = compare([x, y, z + 1], (x, None, {"h": (y, z)}), 1e-6, 0.0)
+    assert not diff.ok and diff.where == "output[2]['h'][1] at (0,)"
+    assert compare((x,), (x, None), 0.0, 0.0).ok
+
+
+def test_structure_mismatch_names_a_few_paths_and_counts_the_rest():
+    ref = tuple(np.ones(1) for _ in range(12))
+    with pytest.raises(OutputMismatch) as info:
+        compare({"x": np.ones(1)}, ref, 0.0, 0.0)
+    assert str(info.value) == (
+        "output structure differs: candidate has 1 output(s), reference has 12; only the "
+        "candidate has output['x']; only the reference has output[0], output[1], output[2], "
+        "output[3], output[4] and 7 more")
+
+
+def test_non_numeric_leaves_are_compared_by_equality():
+    assert compare(("cat", np.ones(2)), ("cat", np.ones(2)), 0.0, 0.0).ok
+    diff = compare({"label": "dog", "x": np.ones(2)}, {"label": "cat", "x": np.ones(2)},
+                   0.0, 0.0)
+    assert not diff.ok and diff.unequal == ("output['label']: 'dog' != 'cat'",)
+    assert diff.describe().endswith("; not equal: output['label']: 'dog' != 'cat'")
+    other = object()
+    assert not compare(object(), other, 0.0, 0.0).ok
+    assert compare(other, other, 0.0, 0.0).ok
+
+
+def test_a_long_list_of_floats_is_one_array():
+    values = [float(i) for i in range(100_000)]
+    [(path, leaf)] = list(flatten(values))
+    assert path == "output" and leaf.shape == (100_000,)
+    start = time.perf_counter()
+    diff = compare(list(values), values, 0.0, 0.0)
+    # one vectorised pass; one leaf at a time took 8.6 s
+    assert diff.ok and diff.total == 100_000 and time.perf_counter() - start < 2.0
+
+
+def test_ragged_or_mixed_lists_stay_containers():
+    assert [p for p, _ in flatten([[1.0, 2.0], [3.0]])] == ["output[0]", "output[1]"]
+    assert [p for p, _ in flatten([1.0, "a"])] == ["output[0]", "output[1]"]
+
+
+def test_complex_outputs():
+    assert compare(np.array([1 + 1j]), np.array([1 + 1j]), 0.0, 0.0).ok
+    assert compare(np.array([1 + 2j]), np.array([1 + 1j]), 0.5, 0.0).max_abs == 1.0
 
 
 def test_scalar_leaf_location_has_no_index():
