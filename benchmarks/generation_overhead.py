@@ -92,6 +92,18 @@ def overhead(calls: int, tokens: int, prompt: int, hidden: int) -> dict[str, Any
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def suite_seconds() -> dict[str, Any]:
     """``pytest suites -m generation`` in a fresh process: wall seconds and exit code."""
     start = time.perf_counter()
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     out: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "cpu": cpu_model(), "cores": os.cpu_count(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "load_before": os.getloadavg(),
     }

@@ -4,6 +4,11 @@ from configs with random weights (nothing is downloaded).
 
 Needs the ``llm`` extra (``pip install 'pytest-hwopt[llm]'``); without ``transformers`` the
 module is skipped with that reason.
+
+Budgets are directions (>= 1.0x) where every fresh process read the ratio well above 1
+(three report-only runs on the 2-core CI machine kind while it was shared: see the README);
+the spread between fresh processes could not be measured on a quiet machine, so no tighter
+budget is set, and the other figures are reported as notes.
 """
 
 from __future__ import annotations
@@ -107,10 +112,11 @@ def test_prompt_length_scaling(hwopt_bench):
     hwopt_bench.note("recompute_tpot_512_over_64", recompute)
 
 
-@hwopt.speedup(min=1.0, vs="batch-8", of="batch-1", metric="tpot")
 def test_batch_tokens_per_second_vs_latency(hwopt_bench):
     """Batching: more new tokens per second over the batch, a longer time per output token
-    for each sequence (the throughput-latency trade-off)."""
+    for each sequence (the throughput-latency trade-off). Reported, not budgeted: on this
+    overhead-bound model the TPOT ratio read 1.0-2.8x between fresh processes on a busy
+    machine, too close to 1 for a direction budget."""
     model = gpt2()
     for batch in (1, 8):
         ids, mask = prompt(64, batch)
@@ -120,6 +126,7 @@ def test_batch_tokens_per_second_vs_latency(hwopt_bench):
     hwopt_bench.note("tokens_per_s_batch_1", r["batch-1"].tokens_per_s)
     hwopt_bench.note("tokens_per_s_batch_8", r["batch-8"].tokens_per_s)
     hwopt_bench.note("throughput_gain", r["batch-8"].tokens_per_s / r["batch-1"].tokens_per_s)
+    hwopt_bench.note("tpot_batch_8_over_1", r["batch-8"].tpot_p50_ms / r["batch-1"].tpot_p50_ms)
 
 
 @hwopt.requires(device="cuda")

@@ -189,13 +189,19 @@ def _model_path(request: pytest.FixtureRequest, state: State, specs: list[Spec]
 
     def prepare(bench: Bench, module: Any, example_inputs: Any, *, precision: str,
                 name: str | None, backend: str | None) -> str:
+        skip_reason = failure = ""
         try:
             return path.prepare(bench, module, example_inputs, precision=precision, name=name,
                                 backend=backend)
         except Unavailable as exc:
-            pytest.skip(str(exc))
+            skip_reason = str(exc)
         except (BackendError, WrongOutputs) as exc:
-            pytest.fail(str(exc), pytrace=False)
+            failure = str(exc)
+        # outside the handlers, so that a failure is printed once (not again "during
+        # handling of the above exception")
+        if skip_reason:
+            pytest.skip(skip_reason)
+        pytest.fail(failure, pytrace=False)
 
     return prepare
 

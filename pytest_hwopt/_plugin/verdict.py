@@ -105,7 +105,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
         checks = evaluate_all(specs, measurements, device.budget_keys(), settings.confidence,
                               tolerances, references)
     except RoleError as exc:
-        pytest.fail(f"hwopt: {exc}", pytrace=False)
+        role_error = str(exc)
+    else:
+        role_error = ""
+    if role_error:  # failed outside the handler, so the message is printed once
+        pytest.fail(f"hwopt: {role_error}", pytrace=False)
     if settings.disable:  # each variant was called once: outputs only
         from pytest_hwopt.core.kinds import without_timing
         from pytest_hwopt.core.settings import DISABLED_REASON

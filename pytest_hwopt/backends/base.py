@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from pytest_hwopt.hardware.devices import Device
@@ -53,10 +54,81 @@ class Backend:
 def first_line(exc: BaseException, limit: int | None = None, empty: str | None = None) -> str:
     """The first line of ``exc``'s message (at most ``limit`` characters); for an empty
     message ``empty``, or the exception's type name when ``empty`` is None."""
-    text = str(exc).strip().splitlines()
+    text = _ESCAPES.sub("", str(exc)).strip().splitlines()
     if text:
         return text[0][:limit]
     return type(exc).__name__ if empty is None else empty
+
+
+#: terminal colour and cursor codes (ECMA-48 CSI sequences), which some libraries put in messages
+_ESCAPES: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+#: lines of library messages that say how to report a bug rather than what went wrong
+_BOILERPLATE: Final = re.compile(
+    r"^\s*(-\s|#|\(Refer to|Refer to|Next steps|Error report has been saved|For more "
+    r"information|Set TORCH_LOGS|Please (report|file|open)|Create an issue|"
+    r"Failed to (export the model with torch\.export|decompose the FX graph|convert the "
+    r"exported program))", re.IGNORECASE)
+
+#: causes with a known fix: (pattern searched in every message of the chain, the fix)
+KNOWN_FIXES: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"\b(Dynamic|Static|Hybrid|EncoderDecoder|Sliding\w*|Offloaded\w*|Quantized\w*)"
+                r"Cache\b"),
+     "the model returns a key/value cache object (transformers' DynamicCache), which "
+     "backends cannot return: build or call the model with use_cache=False "
+     "(model.config.use_cache = False) so that it returns tensors only"),
+    (re.compile(r"No module named '?onnxscript"),
+     "the dynamo ONNX exporter needs onnxscript: pip install onnxscript"),
+)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without terminal escape codes and bug-report boilerplate lines, blank lines
+    dropped and each remaining line stripped."""
+    lines = [line.strip() for line in _ESCAPES.sub("", text).splitlines()]
+    return "\n".join(line for line in lines if line and not _BOILERPLATE.match(line))
+
+
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__
+                                        else current.__context__)
+    return chain
+
+
+def failure_text(exc: BaseException, limit: int = 300) -> str:
+    """What went wrong, in one line: ``Type: message`` of the innermost exception in
+    ``exc``'s chain that says something once escape codes and boilerplate are removed
+    (the outer type is kept in front when it differs: ``TorchExportError: Unsupported:
+    ...``); at most ``limit`` characters of message."""
+    for inner in reversed(cause_chain(exc)):
+        text = clean_text(str(inner))
+        if text:
+            head = f"{type(inner).__name__}: {text.splitlines()[0][:limit]}"
+            return head if inner is exc else f"{type(exc).__name__}: {head}"
+    return type(exc).__name__
+
+
+def known_fix(exc: BaseException | str) -> str | None:
+    """The fix for a known cause found anywhere in ``exc``'s chain (or in a text), or None."""
+    texts = ([exc] if isinstance(exc, str)
+             else [f"{type(e).__name__}: {e}" for e in cause_chain(exc)])
+    for pattern, fix in KNOWN_FIXES:
+        if any(pattern.search(t) for t in texts):
+            return fix
+    return None
+
+
+def with_fix(message: str, *causes: BaseException | str) -> str:
+    """``message`` followed by ``" -- fix: ..."`` when one of ``causes`` is a known one."""
+    for cause in causes:
+        fix = known_fix(cause)
+        if fix:
+            return f"{message} -- fix: {fix}"
+    return message
 
 
 def missing_modules(modules: Iterable[str]) -> str | None:

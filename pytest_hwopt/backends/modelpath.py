@@ -8,12 +8,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from pytest_hwopt.backends.base import Backend, BackendError, first_line
+from pytest_hwopt.backends.base import (
+    Backend,
+    BackendError,
+    failure_text,
+    known_fix,
+    with_fix,
+)
 from pytest_hwopt.core.accuracy import TOLERANCES, Tolerance, accuracy_check
 from pytest_hwopt.core.bench import Bench
 from pytest_hwopt.core.checks import FAILED
@@ -74,6 +82,7 @@ class ModelPath:
         self._on_progress = on_progress
         self.fixture_backend = fixture_backend
         self.announce_all = announce_all
+        self._eager: list[_Eager] = []  # the eager references registered so far
 
     def prepare(self, bench: Bench, module: Any, example_inputs: Any, *,
                 precision: str = "fp32", name: str | None = None,
@@ -121,6 +130,10 @@ class ModelPath:
         if precision not in backend.precisions:
             raise Unsupported(f"backend {backend_name} does not support precision {precision} "
                               f"(supports {', '.join(backend.precisions)})")
+        candidate_name = name or variant_name(backend_name, precision)
+        if candidate_name in bench.variants:
+            raise ValueError(f"hwopt_bench.model: variant {candidate_name!r} is already "
+                             "registered; pass name=<another name>")
         device = self.device
         if device.kind == "cpu":
             torch.set_num_threads(self.threads)  # every variant gets the same thread count
@@ -129,17 +142,16 @@ class ModelPath:
         reference = backends[REFERENCE].prepare(model, inputs, device, "fp32")
         with torch.inference_mode():
             expected = reference(*inputs)
-        bench.references.add(REFERENCE)
-        if REFERENCE not in bench.variants:
-            bench.add(Variant(REFERENCE, lambda: reference(*inputs), prepare_s=0.0,
-                              extra={"backend": REFERENCE, "precision": "fp32"}))
-        candidate_name = name or variant_name(backend_name, precision)
+        _refuse_known_outputs(expected)
         if on_progress:
             on_progress(f"preparing {candidate_name}")
         prepared, prepare_s, warned = _timed_prepare(backend, backend_name, model, inputs,
                                                      device, precision)
+        facts = _jsonable(backend.describe())
+        cached = from_cache(facts)
         if on_progress:
-            on_progress(f"{candidate_name} ready in {prepare_s:.1f} s")
+            on_progress(f"{candidate_name} ready in {prepare_s:.1f} s"
+                        + (" (prepared from the cache)" if cached else ""))
 
         def run(*args: Any) -> Any:
             return _shaped_like(expected, prepared(*args))
@@ -149,18 +161,126 @@ class ModelPath:
             fresh_expected = reference(*fresh)
         pairs = [("", run(*inputs), expected),
                  (" on fresh random inputs", run(*fresh), fresh_expected)]
-        check = accuracy_check(candidate_name, REFERENCE, pairs, tol.atol, tol.rtol,
+        # the reference of this module and these inputs: each candidate is gated and
+        # measured against the eager run of what it was prepared from
+        ref_name = self._eager_reference(bench, model, inputs, reference, candidate_name)
+        check = accuracy_check(candidate_name, ref_name, pairs, tol.atol, tol.rtol,
                                rel_l2=tol.rel_l2)
         if check.status == FAILED:
             raise WrongOutputs(check.message)
         # the backend's facts go under keys MeasurementExtra does not list
         extra = cast(MeasurementExtra, {"backend": backend_name, "precision": precision,
                                         "preparation_warnings": warned[:10],
-                                        **_jsonable(backend.describe())})
+                                        "reference": ref_name, **facts,
+                                        **({} if cached is None else {"from_cache": cached})})
         bench.add(Variant(candidate_name, lambda: run(*inputs), prepare_s=prepare_s,
                           extra=extra), tolerance=tol)
-        bench.implicit_specs.append(Spec("accuracy", {}, vs=REFERENCE, of=candidate_name))
+        bench.implicit_specs.append(Spec("accuracy", {}, vs=ref_name, of=candidate_name))
         return candidate_name
+
+    def _eager_reference(self, bench: Bench, model: Any, inputs: tuple[Any, ...],
+                         reference: Callable[..., Any], candidate: str) -> str:
+        """The variant name of the eager run of ``model`` on ``inputs``, registered on first
+        use. One module and inputs: ``pytorch``. Once a test prepares another module or
+        other inputs, each eager run is named after its first candidate
+        (``pytorch-ort-bs64``, ``pytorch-ort-bs1``) and ``vs="pytorch"`` means the
+        candidate's own (:func:`~pytest_hwopt.core.verdicts.assign_roles`)."""
+        for known in self._eager:
+            if known.module is model and _same_inputs(known.inputs, inputs):
+                known.candidates.append(candidate)
+                return known.name
+        if not self._eager:
+            if REFERENCE in bench.references:  # registered by register() on this bench
+                return REFERENCE
+            if REFERENCE in bench.variants:
+                raise ValueError(f"hwopt_bench.model: a variant is already named "
+                                 f"{REFERENCE!r}, the name of the eager reference; name it "
+                                 "differently in measure()")
+            name = REFERENCE
+        else:
+            first = self._eager[0]
+            if first.name == REFERENCE:  # a second module or other inputs: name both
+                _rename(bench, REFERENCE, _own_name(first.candidates[0]))
+                first.name = _own_name(first.candidates[0])
+            name = _own_name(candidate)
+        self._eager.append(_Eager(model, inputs, name, [candidate]))
+        bench.references.add(name)
+        bench.add(Variant(name, lambda: reference(*inputs), prepare_s=0.0,
+                          extra={"backend": REFERENCE, "precision": "fp32"}))
+        return name
+
+
+@dataclass
+class _Eager:
+    """An eager reference registered for one module and its inputs."""
+
+    module: Any
+    inputs: tuple[Any, ...]
+    name: str
+    candidates: list[str]
+
+
+def _own_name(candidate: str) -> str:
+    """``pytorch-<candidate>``: the eager reference of one candidate's module and inputs."""
+    return f"{REFERENCE}-{candidate}"
+
+
+def _rename(bench: Bench, old: str, new: str) -> None:
+    """Rename a registered reference variant wherever the bench refers to it."""
+    if new in bench.variants:
+        raise ValueError(f"hwopt_bench.model: a variant is already named {new!r}, the name "
+                         "of an eager reference; name it differently")
+    bench.variants = {(new if k == old else k): v for k, v in bench.variants.items()}
+    bench.variants[new].name = new
+    bench.references.discard(old)
+    bench.references.add(new)
+    bench.implicit_specs[:] = [dataclasses.replace(s, vs=new) if s.vs == old else s
+                               for s in bench.implicit_specs]
+    for variant in bench.variants.values():
+        facts = cast(dict[str, Any], variant.extra)
+        if facts.get("reference") == old:
+            facts["reference"] = new
+
+
+def _same_inputs(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """The same inputs: the same objects, or tensors of one shape, dtype, device and value."""
+    import torch
+
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x is y:
+            continue
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if (x.shape != y.shape or x.dtype != y.dtype or x.device != y.device
+                    or not torch.equal(x, y)):
+                return False
+            continue
+        try:
+            if not bool(x == y):
+                return False
+        except Exception:  # an object whose == gives no single truth value
+            return False
+    return True
+
+
+def from_cache(facts: Mapping[str, Any]) -> bool | None:
+    """Whether the backend's artefacts came from the cache (every ``*_cached`` fact true);
+    None when it reports no cached artefact."""
+    flags = [v for k, v in facts.items() if k.endswith("_cached") and isinstance(v, bool)]
+    return all(flags) if flags else None
+
+
+def _refuse_known_outputs(expected: Any) -> None:
+    """A BackendError with the fix when the eager output holds an object no backend can
+    return (a transformers ``DynamicCache``): found before any export is tried."""
+    from pytest_hwopt.core.outputs import flatten  # NumPy, loaded with torch here
+
+    for path, leaf in flatten(expected):
+        kind = type(leaf).__name__
+        if known_fix(kind) is not None:
+            raise BackendError(with_fix(f"the model's output {path} is a {kind}, which is "
+                                        "not a tensor", kind))
 
 
 def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, module: Any,
@@ -195,20 +315,32 @@ def _timed_prepare(backend: Backend, backend_name: str, model: Any, inputs: Sequ
     except (BackendError, Unsupported):
         raise
     except Exception as exc:  # a backend's own failure names its stage
-        raise BackendError(f"{backend_name} preparation failed: {type(exc).__name__}: "
-                           f"{first_line(exc, empty='')}") from exc
+        raise BackendError(with_fix(f"{backend_name} preparation failed: {failure_text(exc)}",
+                                    exc)) from exc
     prepare_s = time.perf_counter() - start
     warned = sorted({f"{w.category.__name__}: {str(w.message)[:120]}" for w in caught})
     return prepared, prepare_s, warned
 
 
 def _shaped_like(expected: Any, out: Any) -> Any:
-    """A backend's flat tuple of outputs arranged like the eager module's when it differs."""
-    if isinstance(out, (tuple, list)) and not isinstance(expected, (tuple, list, dict)):
-        return restructure(expected, out)
-    if isinstance(expected, dict) and isinstance(out, (tuple, list)):
+    """A runtime's flat outputs arranged like the eager module's: an exporter flattens
+    nested tuples, lists and dicts (``ModelOutput`` included) in order and drops ``None``
+    outputs. Left as they are when the counts differ (the comparison then says how)."""
+    if isinstance(out, (tuple, list)) and len(out) == _leaf_count(expected) \
+            and all(not isinstance(o, (tuple, list, Mapping)) for o in out):
         return restructure(expected, out)
     return out
+
+
+def _leaf_count(node: Any) -> int:
+    """Outputs an exporter writes for ``node``: its tensors, ``None`` not counted."""
+    if node is None:
+        return 0
+    if isinstance(node, Mapping):
+        return sum(_leaf_count(v) for v in node.values())
+    if isinstance(node, (tuple, list)):
+        return sum(_leaf_count(v) for v in node)
+    return 1
 
 
 def random_like(inputs: Sequence[Any], seed: int) -> tuple[Any, ...]:
@@ -234,13 +366,17 @@ def random_like(inputs: Sequence[Any], seed: int) -> tuple[Any, ...]:
 
 
 def restructure(template: Any, flat: Sequence[Any]) -> Any:
-    """Arrange a flat sequence of outputs like the eager module's (tensor, tuple, list, dict).
+    """Arrange a flat sequence of outputs like the eager module's (tensor, tuple, list, dict
+    or other mapping, which becomes a dict); ``None`` in ``template`` stays ``None`` and
+    takes no output, as exporters drop it.
 
     BackendError when ``flat`` has fewer outputs than ``template`` holds.
     """
     leaves = iter(flat)
 
     def build(node: Any) -> Any:
+        if node is None:
+            return None
         if isinstance(node, Mapping):
             return {k: build(v) for k, v in node.items()}
         if isinstance(node, (tuple, list)):
@@ -256,7 +392,11 @@ def restructure(template: Any, flat: Sequence[Any]) -> Any:
 
 def _place(module: Any, example_inputs: Sequence[Any], device: Device
            ) -> tuple[Any, tuple[Any, ...]]:
-    """The module in eval mode and the inputs, both on the device."""
+    """The module in eval mode and the inputs, both on the device.
+
+    As ``module.to(device).eval()`` does, this changes the caller's module in place (its
+    mode, and its device off the CPU): the measured module is the one the test holds.
+    """
     target = device.torch_device
     inputs = tuple(x.to(target) if hasattr(x, "to") else x for x in example_inputs)
     return module.to(target).eval(), inputs

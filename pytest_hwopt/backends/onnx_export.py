@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from pytest_hwopt.backends.base import BackendError, first_line
+from pytest_hwopt.backends.base import BackendError, failure_text, with_fix
 
 #: exporters tried in order: ``torch.onnx.export(dynamo=True)``, then TorchScript
 EXPORTERS: Final[tuple[str, ...]] = ("dynamo", "torchscript")
@@ -28,14 +28,16 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
     ``dynamic_axes`` maps input position -> {axis: name} for dynamic batch or
     sequence dimensions. ``optimize=False`` keeps the graph as the model wrote it
     (no constant folding, BatchNorm not folded): the baseline for measuring what a
-    runtime's own graph optimiser does. Raises :class:`BackendError` ("ONNX export failed: ...")
-    when every exporter fails or the graph dropped inputs.
+    runtime's own graph optimiser does. Raises :class:`BackendError` ("ONNX export failed: ...",
+    each exporter's innermost cause, and the fix of a known cause) when every exporter fails
+    or the graph dropped inputs.
     """
     import torch
 
     tensors = [x for x in example_inputs if isinstance(x, torch.Tensor)]
     names = input_names(len(example_inputs))
     errors: list[str] = []
+    failures: list[BaseException] = []
     for exporter in exporters:
         path.unlink(missing_ok=True)
         try:
@@ -45,7 +47,9 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
                 _export_with(torch, exporter, model, tuple(example_inputs), path, names,
                              dynamic_axes, optimize)
         except Exception as exc:  # each exporter's failure is reported
-            errors.append(f"{exporter}: {type(exc).__name__}: {first_line(exc, 300)}")
+            # the cause, without the exporter's escape codes and bug-report boilerplate
+            errors.append(f"{exporter}: {failure_text(exc)}")
+            failures.append(exc)
             continue
         graph_inputs = _graph_inputs(path)
         if len(graph_inputs) != len(tensors):
@@ -55,7 +59,7 @@ def export(model: Any, example_inputs: Sequence[Any], path: Path,
                 f"tensor(s); the exporter ({exporter}) dropped or baked in inputs")
         return {"exporter": exporter, "fallback_from": errors, "graph_inputs": graph_inputs,
                 "export_optimized": optimize}
-    raise BackendError("ONNX export failed: " + "; ".join(errors))
+    raise BackendError(with_fix("ONNX export failed: " + "; ".join(errors), *failures))
 
 
 def _export_with(torch: Any, exporter: str, model: Any, args: tuple[Any, ...], path: Path,

@@ -31,6 +31,8 @@ class MeasurementExtra(TypedDict, total=False):
     backend: str
     precision: str
     preparation_warnings: list[str]
+    reference: str  # the variant of the eager run of the candidate's module and inputs
+    from_cache: bool  # the backend's artefacts (ONNX file, engine) came from the cache
     # derived after the run
     memory_details: dict[str, float | None]  # the memory probe's extra figures (MB)
     energy_mj_per_call: float | None  # NVML: everything the GPU drew per call

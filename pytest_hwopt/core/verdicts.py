@@ -40,7 +40,8 @@ from pytest_hwopt.core.specs import Spec
 
 __all__ = ["FAILED", "INCONCLUSIVE", "PASSED", "REPORTED", "SAMPLED_KINDS", "SKIPPED", "Check",
            "RoleError", "Status", "accuracy_check", "assign_roles", "evaluate", "evaluate_all",
-           "gate_on_accuracy", "reported_speedups", "tolerance_of", "undecided"]
+           "gate_on_accuracy", "own_references", "reference_aliases", "reported_speedups",
+           "tolerance_of", "undecided"]
 
 #: budgets whose interval narrows with more rounds: the only ones adaptive sampling waits
 #: for; follows the registry
@@ -52,16 +53,25 @@ class RoleError(ValueError):
 
 
 def assign_roles(specs: Sequence[Spec], variants: Sequence[str],
-                 references: Sequence[str] = ()) -> list[tuple[Spec, str, str | None]]:
+                 references: Sequence[str] = (), own: Mapping[str, str] | None = None,
+                 aliases: Mapping[str, Sequence[str]] | None = None
+                 ) -> list[tuple[Spec, str, str | None]]:
     """``(spec, candidate, reference)`` for each spec, or :class:`RoleError`.
 
     The candidate is ``of=``; without it, the one variant that no ``vs=`` names
     (nor ``references``, e.g. the model path's eager reference). A kind that
     compares with a reference by default (accuracy) and has no ``vs`` compares with
-    the reference, when there is exactly one.
+    the candidate's own reference (``own``: candidate -> reference), else with the
+    reference when there is exactly one. ``aliases`` maps a name that stands for several
+    references (``pytorch`` when a test prepared several modules or inputs) to them: such a
+    ``vs`` means the candidate's own reference, and is an error listing the references
+    when the candidate has none of them.
     """
+    own, aliases = own or {}, aliases or {}
     listed = ", ".join(repr(v) for v in variants) or "none"
-    refs = {s.vs for s in specs if s.vs} | set(references)
+    aliased = {s.vs for s in specs
+               if s.vs is not None and s.vs in aliases and s.vs not in variants}
+    refs = {s.vs for s in specs if s.vs and s.vs not in aliased} | set(references)
     for name in refs | {s.of for s in specs if s.of}:
         if name not in variants:
             raise RoleError(f"budget names variant {name!r}, but the test measured {listed}")
@@ -71,21 +81,65 @@ def assign_roles(specs: Sequence[Spec], variants: Sequence[str],
         candidate = spec.of
         if candidate is None:
             if len(unnamed) != 1:
+                if spec.vs is not None and spec.vs in aliased:
+                    raise RoleError(_ambiguous(spec, aliases[spec.vs], own))
                 raise RoleError(
                     f"{spec.describe()}: cannot tell which variant it applies to; measured "
                     f"{listed}; pass of=<variant>")
             candidate = unnamed[0]
         reference = spec.vs
+        if reference is not None and reference in aliased:
+            if own.get(candidate) not in aliases[reference]:
+                raise RoleError(_ambiguous(spec, aliases[reference], own))
+            reference = own[candidate]
         kind = kinds.find(spec.kind)
         if reference is None and kind is not None and kind.reference_by_default:
-            if len(refs) != 1:
+            if candidate in own:
+                reference = own[candidate]
+            elif len(refs) != 1:
                 raise RoleError(f"{spec.describe()}: pass vs=<variant> to compare with; "
                                 f"measured {listed}")
-            reference = next(iter(refs))
+            else:
+                reference = next(iter(refs))
         if reference is not None and reference == candidate:
             raise RoleError(f"{spec.describe()}: variant {candidate!r} compared with itself")
         out.append((spec, candidate, reference))
     return out
+
+
+def _ambiguous(spec: Spec, references: Sequence[str], own: Mapping[str, str]) -> str:
+    """The error of a ``vs`` that stands for several references."""
+    def of(ref: str) -> str:
+        users = [c for c, r in own.items() if r == ref]
+        return f"{ref!r} (of {', '.join(users)})" if users else repr(ref)
+
+    return (f"{spec.describe()}: vs={spec.vs!r} is ambiguous: the test has "
+            f"{len(references)} references, one per module and inputs: "
+            f"{', '.join(of(r) for r in references)}; pass of=<candidate> to compare it "
+            f"with its own, or vs=<one of them>")
+
+
+def own_references(measurements: Mapping[str, Measurement]) -> dict[str, str]:
+    """candidate -> the reference variant it was prepared against (``extra["reference"]``,
+    set by the model path), for the candidates that have one among ``measurements``."""
+    out: dict[str, str] = {}
+    for name, m in measurements.items():
+        ref = m.extra.get("reference")
+        if isinstance(ref, str) and ref in measurements and ref != name:
+            out[name] = ref
+    return out
+
+
+def reference_aliases(measurements: Mapping[str, Measurement], references: Sequence[str]
+                      ) -> dict[str, list[str]]:
+    """A backend name that several references share (``pytorch``) -> those references,
+    when no variant has that name itself."""
+    by_backend: dict[str, list[str]] = {}
+    for ref in [name for name in measurements if name in references]:  # in measured order
+        backend = measurements[ref].extra.get("backend")
+        if isinstance(backend, str) and backend not in measurements:
+            by_backend.setdefault(backend, []).append(ref)
+    return {k: v for k, v in by_backend.items() if len(v) > 1}
 
 
 def evaluate(
@@ -124,13 +178,14 @@ def reported_speedups(measurements: Mapping[str, Measurement], references: Seque
     """Speedup of each candidate over each reference that no budget covers, for the report."""
     speedup = kinds.get("speedup")
     covered = {(c.variant, c.vs) for c in checks if c.kind == speedup.name}
+    own = own_references(measurements)
     out = []
     for ref in references:
         if ref not in measurements:
             continue
         for name, m in measurements.items():
-            if name in references or (name, ref) in covered:
-                continue
+            if name in references or (name, ref) in covered or own.get(name, ref) != ref:
+                continue  # a candidate is compared with its own reference only
             ref_rounds, cand_rounds = clean_round_pairs(measurements[ref], m)
             if not ref_rounds:
                 continue  # no round undisturbed on both sides: nothing to report
@@ -164,7 +219,11 @@ def evaluate_all(
     ``references`` names variants that are references without a ``vs=``.
     """
     checks: list[Check] = []
-    for spec, cand, ref in assign_roles(specs, list(measurements), references):
+    roles = assign_roles(specs, list(measurements), references, own_references(measurements),
+                         reference_aliases(measurements, references))
+    for spec, cand, ref in roles:
+        if ref is not None and spec.vs is not None and spec.vs != ref:
+            spec = dataclasses.replace(spec, vs=ref)  # an alias resolved: name the reference
         tol = (tolerances or {}).get(cand, TOLERANCES["fp32"])
         checks.extend(evaluate(spec, measurements[cand], measurements.get(ref) if ref else None,
                                device_keys, confidence, tol))

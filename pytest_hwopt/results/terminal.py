@@ -36,7 +36,8 @@ def format_value(value: float | None, unit: str) -> str:
 
 def summary_rows(records: Iterable[Record]) -> list[list[str]]:
     """Cells under :data:`SUMMARY_HEADER`: one row per test and check; a test without
-    budgets gets one row per variant."""
+    budgets gets one row per variant. The notes say ``contended``, ``throttled``, and
+    ``from cache`` for a prepared variant whose artefacts came from the cache."""
     rows: list[list[str]] = []
     for rec in records:
         test = rec["test"]
@@ -46,17 +47,21 @@ def summary_rows(records: Iterable[Record]) -> list[list[str]]:
             flags.append("contended")
         if telemetry and telemetry.get("throttled"):
             flags.append("throttled")
+        # a prepared variant whose artefacts (ONNX file, engine) came from the cache
+        cached = {var["variant"] for var in rec.get("results", []) if var.get("from_cache")}
         for check in rec.get("checks", []):
+            notes = flags + (["from cache"] if check["variant"] in cached else [])
             rows.append([test, check_name(check), check["variant"],
                          format_value(check.get("measured"), check["unit"]),
                          interval_text(check), budget_text(check), status_text(check),
-                         " ".join(flags)])
+                         " ".join(notes)])
         if not rec.get("checks"):
             for var in rec.get("results", []):
+                notes = flags + (["from cache"] if var["variant"] in cached else [])
                 rows.append([test, "median", var["variant"],
                              format_value(var["median_ms"], "ms"),
                              f"p95 {format_value(var['p95_ms'], 'ms')}", "-", "measured",
-                             " ".join(flags)])
+                             " ".join(notes)])
     return rows
 
 

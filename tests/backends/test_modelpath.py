@@ -220,3 +220,43 @@ def test_preparation_warnings_are_recorded_not_raised() -> None:
     path.prepare(b, *model(), precision="fp32", name=None, backend=None)
     assert b.variants["scaled"].extra["preparation_warnings"] == [
         "DeprecationWarning: exporter chatter"]
+
+
+def test_other_inputs_get_their_own_reference() -> None:
+    path, _ = path_for(Scaled())
+    b = bench()
+    module, (x,) = model()
+    path.prepare(b, module, (x,), precision="fp32", name="a", backend=None)
+    path.prepare(b, module, (x.clone(),), precision="fp32", name="b", backend=None)
+    assert b.references == {"pytorch"}  # equal inputs: one reference
+    path.prepare(b, module, (torch.randn(5, 4),), precision="fp32", name="c", backend=None)
+    assert b.references == {"pytorch-a", "pytorch-c"}
+    assert list(b.variants) == ["pytorch-a", "a", "b", "pytorch-c", "c"]
+    assert [s.vs for s in b.implicit_specs] == ["pytorch-a", "pytorch-a", "pytorch-c"]
+    assert [b.variants[n].extra["reference"] for n in "abc"] == [  # type: ignore[typeddict-item]
+        "pytorch-a", "pytorch-a", "pytorch-c"]
+    assert tuple(b.variants["pytorch-c"].fn().shape) == (5, 3)
+
+
+def test_runtime_outputs_take_the_modules_structure() -> None:
+    flat = [torch.ones(1), torch.zeros(2)]
+    out = modelpath._shaped_like((torch.ones(1), None, {"h": [torch.zeros(2)]}), flat)
+    assert out[0] is flat[0] and out[1] is None and out[2]["h"][0] is flat[1]
+    assert modelpath._shaped_like((torch.ones(1), torch.ones(1)), flat[:1]) == flat[:1]
+
+
+def test_a_model_returning_a_kv_cache_fails_with_the_fix() -> None:
+    class DynamicCache:
+        pass
+
+    class WithCache(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return {"logits": x, "past_key_values": DynamicCache()}
+
+    path, _ = path_for(Scaled())
+    with pytest.raises(BackendError) as info:
+        path.prepare(bench(), WithCache(), (torch.ones(2),), precision="fp32", name=None,
+                     backend=None)
+    assert str(info.value).startswith("the model's output output['past_key_values'] is a "
+                                      "DynamicCache, which is not a tensor -- fix: ")
+    assert "use_cache=False" in str(info.value)

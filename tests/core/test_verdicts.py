@@ -24,6 +24,7 @@ from pytest_hwopt.core.verdicts import (
     evaluate,
     evaluate_all,
     gate_on_accuracy,
+    reported_speedups,
     undecided,
 )
 
@@ -502,3 +503,47 @@ def test_undecided():
     assert not undecided([Check(status=PASSED, **base), Check(status=FAILED, **base)])
     assert undecided([Check(status=PASSED, **base), Check(status=INCONCLUSIVE, **base)])
     assert not undecided([])
+
+
+# --- several eager references (the model path with several modules or inputs) --------------
+
+def own_refs():
+    refs = {"ort-bs64": "pytorch-ort-bs64", "ort-bs1": "pytorch-ort-bs1"}
+    return (["pytorch-ort-bs64", "ort-bs64", "pytorch-ort-bs1", "ort-bs1"],
+            ["pytorch-ort-bs64", "pytorch-ort-bs1"], refs,
+            {"pytorch": ["pytorch-ort-bs64", "pytorch-ort-bs1"]})
+
+
+def test_vs_pytorch_means_the_candidates_own_reference():
+    variants, references, own, aliases = own_refs()
+    s = spec("speedup", min=1.0, vs="pytorch", of="ort-bs1")
+    assert assign_roles([s], variants, references, own, aliases) == [
+        (s, "ort-bs1", "pytorch-ort-bs1")]
+
+
+def test_accuracy_without_vs_uses_the_candidates_own_reference():
+    variants, references, own, aliases = own_refs()
+    acc = spec("accuracy", of="ort-bs64")
+    assert assign_roles([acc], variants, references, own, aliases) == [
+        (acc, "ort-bs64", "pytorch-ort-bs64")]
+
+
+def test_an_ambiguous_vs_lists_the_references():
+    variants, references, own, aliases = own_refs()
+    with pytest.raises(RoleError) as info:
+        assign_roles([spec("speedup", min=1.0, vs="pytorch")], variants, references, own,
+                     aliases)
+    assert str(info.value) == (
+        "hwopt.speedup(min=1.0): vs='pytorch' is ambiguous: the test has 2 references, one "
+        "per module and inputs: 'pytorch-ort-bs64' (of ort-bs64), 'pytorch-ort-bs1' (of "
+        "ort-bs1); pass of=<candidate> to compare it with its own, or vs=<one of them>")
+
+
+def test_reported_speedups_pair_each_candidate_with_its_own_reference():
+    big_ref, small_ref = measurement("pytorch-ort-bs64"), measurement("pytorch-ort-bs1")
+    big = measurement("ort-bs64", extra={"reference": "pytorch-ort-bs64"})
+    small = measurement("ort-bs1", extra={"reference": "pytorch-ort-bs1"})
+    ms = {m.name: m for m in (big_ref, big, small_ref, small)}
+    found = reported_speedups(ms, ["pytorch-ort-bs64", "pytorch-ort-bs1"], [])
+    assert {(c.variant, c.vs) for c in found} == {("ort-bs64", "pytorch-ort-bs64"),
+                                                  ("ort-bs1", "pytorch-ort-bs1")}

@@ -92,6 +92,16 @@ def test_summary_rows_without_checks_list_variants():
     ]
 
 
+def test_a_variant_prepared_from_the_cache_says_so():
+    rec = {"test": "t::m", "results": [
+        {"variant": "pytorch", "median_ms": 2.0, "p95_ms": 2.5},
+        {"variant": "onnxruntime", "median_ms": 1.0, "p95_ms": 1.25, "from_cache": True},
+    ], "checks": [check_dict(variant="onnxruntime", vs="pytorch")]}
+    assert summary_rows([rec])[0][-1] == "from cache"
+    del rec["checks"]
+    assert [row[-1] for row in summary_rows([rec])] == ["", "from cache"]
+
+
 def test_summary_rows_empty():
     assert summary_rows([]) == []
     assert summary_rows([{"test": "t"}]) == []
