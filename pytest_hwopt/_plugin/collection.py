@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -80,6 +80,42 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         reason = unmet(req, state)
         if reason:
             pytest.skip(reason)
+
+
+def identity(item: pytest.Item) -> dict[str, Any]:
+    """How pytest names the test, for every place that shows or matches it: ``name``
+    (``test_op[ns::op]``), ``originalname`` (``test_op``) and, for a parametrized test, its
+    ``param`` (the callspec id, ``ns::op``) and ``params`` (argument name -> value; values
+    JSON cannot hold as their ``repr``). Read from the item, never parsed from the node id,
+    whose ids may hold ``::``, ``[`` and ``]``."""
+    out: dict[str, Any] = {"name": item.name,
+                           "originalname": getattr(item, "originalname", item.name)}
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        out["param"] = callspec.id
+        out["params"] = {str(k): _json_value(v) for k, v in callspec.params.items()}
+    return out
+
+
+def _json_value(value: object) -> object:
+    """``value`` as JSON holds it: numbers, text, lists and string-keyed dicts of them as
+    they are, anything else as its ``repr`` (records travel between xdist workers)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _json_value(v) for k, v in value.items()}
+    return repr(value)
+
+
+def base_nodeid(item: pytest.Item) -> str:
+    """The node id without the parameter brackets: ``f.py::test_op`` for
+    ``f.py::test_op[ns::op]`` (the parent's node id and the original name)."""
+    original = getattr(item, "originalname", None)
+    if not original or original == item.name or item.parent is None:
+        return item.nodeid
+    return f"{item.parent.nodeid}::{original}" if item.parent.nodeid else original
 
 
 def unavailable(name: str, backend: Backend, state: State) -> str | None:

@@ -7,7 +7,9 @@ baselines, HTML, pytest-benchmark JSON) are read by :mod:`pytest_hwopt._plugin.r
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 from typing import Final
 
 import pytest
@@ -50,10 +52,43 @@ def read_settings(config: pytest.Config) -> core_settings.Settings:
     if settings.cache == "cold" and settings.device == "cpu":
         raise pytest.UsageError("--hwopt-cache=cold flushes a GPU's L2 between samples; it "
                                 "needs --hwopt-device=cuda (or auto on a GPU machine)")
-    if settings.json_path and os.path.isdir(settings.json_path):
-        raise pytest.UsageError(f"--hwopt-json={settings.json_path}: is a directory; "
-                                "give a file path such as results.json")
+    if settings.json_path:
+        output_path(config, "--hwopt-json", settings.json_path, "results.json")
     return settings
+
+
+#: output options whose file needs an optional package: option -> (module, the fix)
+OUTPUT_NEEDS: Final = {
+    "--hwopt-html": ("plotly", "pip install plotly (or pip install 'pytest-hwopt[html]')"),
+}
+
+
+def output_path(config: pytest.Config, option: str, value: str, example: str) -> Path:
+    """Where an output option writes, relative to the invocation directory; a
+    :class:`pytest.UsageError` at start, naming the option and the fix, when the file
+    cannot be written there (a directory, a file in place of a folder, no permission) or
+    needs a package that is not installed (:data:`OUTPUT_NEEDS`). Missing folders are
+    made when the file is written."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    where = f"{option}={value}"
+    if path.is_dir():
+        raise pytest.UsageError(f"{where}: is a directory; give a file path such as {example}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise pytest.UsageError(f"{where}: {folder} is a file, so no folder can be made "
+                                "there; give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{where}: no permission to write in {folder}; give a path "
+                                "in a folder you can write to")
+    needed = OUTPUT_NEEDS.get(option)
+    if needed is not None and importlib.util.find_spec(needed[0]) is None:
+        raise pytest.UsageError(f"{where}: this output needs {needed[0]}, which is not "
+                                f"installed: {needed[1]}")
+    return path
 
 
 def option(config: pytest.Config, name: str) -> str | None:

@@ -81,7 +81,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.records:
         _ci_outputs(config, state)
-    if not state.records and not state.settings.json_path:
+    asked = state.settings.json_path or any(
+        config.getoption(name, None) for name in ("hwopt_html", "hwopt_benchmark_json"))
+    if not state.records and not asked:
         return  # nothing measured, nothing asked for
     from pytest_hwopt import __version__
     from pytest_hwopt.hardware import environment

@@ -43,6 +43,7 @@ from pytest_hwopt._plugin.history import (
     session_history,
 )
 from pytest_hwopt._plugin.options import ini as _ini
+from pytest_hwopt._plugin.options import output_path
 from pytest_hwopt._plugin.state import State, state_of, xdist_worker
 from pytest_hwopt.core.settings import DEFAULT_MAX_REGRESSION
 
@@ -81,6 +82,7 @@ class ResultsPlugin:
         self.save_path: Path | None = None
         self.saved: Path | None = None
         self.html: Path | None = None
+        self.html_path: Path | None = None  # --hwopt-html, checked at start
         self.benchmark_json: Path | None = None
         self.notes: list[str] = []
         self._compared = False
@@ -96,12 +98,14 @@ class ResultsPlugin:
         self.history: SessionHistory | None = session_history(config,
                                                               self._option("hwopt_compare"))
         self._load_baseline()
+        # every output asked for can be written, or the run ends now (exit 4) saying why
         out = self._option("hwopt_benchmark_json")
         if out:
-            self.benchmark_json = self._here(out)
-            if self.benchmark_json.is_dir():
-                raise pytest.UsageError(f"--hwopt-benchmark-json={out}: is a directory; give "
-                                        "a file path such as benchmarks.json")
+            self.benchmark_json = output_path(config, "--hwopt-benchmark-json", out,
+                                              "benchmarks.json")
+        html = self._option("hwopt_html")
+        if html:
+            self.html_path = output_path(config, "--hwopt-html", html, "report.html")
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -145,6 +149,7 @@ class ResultsPlugin:
             if path.is_dir():
                 raise pytest.UsageError(f"--hwopt-save={name}: is a directory; give a name "
                                         "or a file path ending in .json")
+            output_path(self.config, "--hwopt-save", name, "run.json")
             if path.exists() and not self._option("hwopt_save_overwrite"):
                 raise pytest.UsageError(f"--hwopt-save={name}: {path} exists; pass "
                                         "--hwopt-save-overwrite to replace it")
@@ -204,7 +209,9 @@ class ResultsPlugin:
     def pytest_hwopt_budgets(self, item: pytest.Item, specs: list[Any]) -> None:
         if not self.entries:
             return
-        matching = budgetfile.select(self.entries, item.nodeid)
+        from pytest_hwopt._plugin.collection import base_nodeid
+
+        matching = budgetfile.select(self.entries, item.nodeid, base_nodeid(item))
         if not matching:
             return
         keys = (self._device().budget_keys() if budgetfile.needs_device(matching) else [])
@@ -259,14 +266,10 @@ class ResultsPlugin:
             from pytest_hwopt.results.benchmark_format import write_benchmark_json
 
             write_benchmark_json(self.benchmark_json, document)
-        html_path = self._option("hwopt_html")
-        if html_path:
+        if self.html_path is not None:  # plotly was found at start (output_path)
             from pytest_hwopt.results.html import write_html
 
-            try:
-                self.html = write_html(html_path, document)
-            except RuntimeError as exc:  # plotly missing: say so, keep the other outputs
-                self.notes.append(f"hwopt: no HTML report: {exc}")
+            self.html = write_html(self.html_path, document)
 
     def _environment_now(self, env: Environment, document: ResultsDocument) -> dict[str, Any]:
         """The environment to compare; under xdist the controller never resolved the device."""

@@ -121,8 +121,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))
     pyfuncitem.stash[record_key] = cast("Record", {
-        "test": pyfuncitem.nodeid, "device": device.torch_device, **record,
+        "test": pyfuncitem.nodeid, **identity(pyfuncitem), "device": device.torch_device,
+        **record,
         "results": [m.to_dict() for m in measurements.values()],
+    from pytest_hwopt._plugin.collection import identity
+
         "checks": [c.to_dict() for c in checks]})
     # a clear miss fails the test (wrong outputs first: they explain why a speedup did not
     # count); an inconclusive check warns, attributed to the test, unless --hwopt-strict

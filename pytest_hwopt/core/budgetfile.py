@@ -7,7 +7,7 @@ key ``hwopt_budgets``), else the ``[tool.hwopt]`` table of the rootdir's
 A budgets file is a list of ``[[budget]]`` tables::
 
     [[budget]]
-    test = "suites/test_kv_cache.py::*"      # fnmatch pattern on the node id (or a list)
+    test = "suites/test_kv_cache.py::*"      # pattern on the node id (or a list): * and ?
     device = "cpu"                            # optional: cpu/cuda, cuda:0, a GPU name: H100,
                                               # or a CPU feature: cpu+avx512_vnni
     speedup = { min = 2.5, vs = "recompute-128", of = "cached-128" }   # any marker kind
@@ -22,10 +22,12 @@ In ``pyproject.toml`` the same tables are spelled ``[[tool.hwopt.budget]]``.
 
 Rules:
 
-* ``test`` is matched with :func:`fnmatch.fnmatchcase` against the node id
-  (``path/to/test_file.py::test_name[param]``, paths relative to the rootdir);
-  a pattern also matches the parametrized instances of the node id it names,
-  so ``"suites/test_a.py::test_b"`` covers ``"suites/test_a.py::test_b[cpu]"``.
+* ``test`` is a pattern on the node id (``path/to/test_file.py::test_name[param]``,
+  paths relative to the rootdir): ``*`` matches any text and ``?`` one character;
+  everything else is literal, brackets included (``test_op[shape=[1, 3]]``). A pattern
+  also matches the parametrized instances of the node id it names, so
+  ``"suites/test_a.py::test_b"`` covers ``"suites/test_a.py::test_b[cpu]"``; the plain
+  node id is pytest's (parent and original name), never cut out of the id's text.
 * ``device`` (optional) picks the machines an entry applies to, like the keys of a
   per-device marker value (:mod:`.devicekeys`): the device kind (``cpu``, ``cuda``),
   ``cuda:N``, a substring of the GPU / CPU name (``H100``, ``Xeon``), or a CPU feature
@@ -50,7 +52,7 @@ Errors name the file, the line and the key: ``budgets.toml:7: [[budget]] #2, key
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import re
 from collections.abc import MutableSequence, Sequence
 from dataclasses import dataclass
@@ -79,15 +81,25 @@ class BudgetEntry:
     specs: tuple[Spec, ...]
     source: str  # "path:line"
 
-    def matches_test(self, nodeid: str) -> bool:
-        return any(_match(nodeid, p) for p in self.patterns)
+    def matches_test(self, nodeid: str, base: str | None = None) -> bool:
+        """Whether a pattern matches ``nodeid`` or ``base`` (the node id without the
+        parameters, from pytest's item)."""
+        return any(_match(nodeid, p, base) for p in self.patterns)
 
 
-def _match(nodeid: str, pattern: str) -> bool:
-    if nodeid == pattern or fnmatch.fnmatchcase(nodeid, pattern):
-        return True
-    base = nodeid.split("[", 1)[0]
-    return base != nodeid and (base == pattern or fnmatch.fnmatchcase(base, pattern))
+def _match(nodeid: str, pattern: str, base: str | None = None) -> bool:
+    """``pattern`` matches the node id, or ``base``, the node id without its parameters."""
+    regex = _pattern(pattern)
+    return any(name is not None and (name == pattern or regex.fullmatch(name) is not None)
+               for name in (nodeid, base))
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """``*`` any text, ``?`` one character; everything else literal, brackets included
+    (test ids hold them: ``test_op[shape=[1, 3]]``)."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                              for c in pattern), re.DOTALL)
 
 
 def _toml() -> ModuleType:
@@ -182,7 +194,7 @@ def _entry(item: object, n: int, name: str, lines: list[str], span: tuple[int, i
     if not isinstance(item, dict):
         raise fail(None, f"must be a table, got {item!r}")
     if "test" not in item:
-        raise fail(None, "missing key 'test' (an fnmatch pattern on the node id, "
+        raise fail(None, "missing key 'test' (a pattern on the node id, "
                          "e.g. \"suites/test_x.py::*\")")
     patterns = item["test"]
     if isinstance(patterns, str):
@@ -282,9 +294,11 @@ def device_rank(device: str | None, device_keys: Sequence[str]) -> tuple[int, in
     return key_rank(device, device_keys)
 
 
-def select(entries: Sequence[BudgetEntry], nodeid: str) -> list[BudgetEntry]:
-    """The entries whose ``test`` pattern matches ``nodeid``, in file order."""
-    return [e for e in entries if e.matches_test(nodeid)]
+def select(entries: Sequence[BudgetEntry], nodeid: str, base: str | None = None
+           ) -> list[BudgetEntry]:
+    """The entries whose ``test`` pattern matches ``nodeid`` (or ``base``, the node id
+    without its parameters, which covers every parametrized instance), in file order."""
+    return [e for e in entries if e.matches_test(nodeid, base)]
 
 
 def needs_device(entries: Sequence[BudgetEntry]) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import platform
 import statistics
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypedDict
@@ -128,11 +128,41 @@ def benchmark_stats(samples_s: Sequence[float], iterations: int = 1) -> Benchmar
     }
 
 
-def _with_variant(name: str, variant: str) -> str:
-    """``test_x`` -> ``test_x[variant]``; ``test_x[p]`` -> ``test_x[p-variant]``."""
-    if name.endswith("]") and "[" in name:
-        return f"{name[:-1]}-{variant}]"
-    return f"{name}[{variant}]"
+class BenchmarkNames(TypedDict):
+    """How one variant of one test is named in pytest-benchmark's JSON."""
+
+    name: str  # test_op[ns::op-onnxruntime]
+    fullname: str  # f.py::test_op[ns::op-onnxruntime]
+    param: str  # ns::op-onnxruntime
+    params: dict[str, object]  # the test's parameters and the variant
+
+
+def benchmark_names(test: str, variant: str, meta: Mapping[str, object]) -> BenchmarkNames:
+    """The names of ``variant`` of ``test``: pytest's name of the test with the variant
+    added to its parameters (``test_op[ns::op]`` -> ``test_op[ns::op-onnxruntime]``).
+
+    ``meta`` is the test's entry in the document's ``tests``: ``name``, ``originalname``,
+    ``param`` (callspec id) and ``params`` as pytest gave them, so ids holding ``::``,
+    ``[`` or ``]`` stay whole. A document written before tests carried names falls back to
+    the node id's text after its last ``::`` outside the brackets.
+    """
+    name = meta.get("name")
+    if not isinstance(name, str) or not test.endswith(name):
+        head, bracket, rest = test.partition("[")  # ids may hold "::", paths do not
+        name = head.rsplit("::", 1)[-1] + bracket + rest
+    original = meta.get("originalname")
+    param = meta.get("param")
+    if not isinstance(original, str) or not isinstance(param, str):
+        original, param = name, None  # not parametrized
+        if name.endswith("]") and "[" in name and "name" not in meta:  # an old document
+            original, _, rest = name.partition("[")
+            param = rest[:-1]
+    joined = variant if param is None else f"{param}-{variant}"
+    prefix = test[:len(test) - len(name)] if test.endswith(name) else ""
+    params = meta.get("params")
+    return {"name": f"{original}[{joined}]", "fullname": f"{prefix}{original}[{joined}]",
+            "param": joined,
+            "params": {**(params if isinstance(params, Mapping) else {}), "variant": variant}}
 
 
 def _machine_info(env: Environment) -> dict[str, object]:
@@ -169,18 +199,15 @@ def to_benchmark_json(document: ResultsDocument, when: datetime | None = None
         "warmup": bool(settings.get("warmup_ms", 0)),
     }
     benchmarks = []
+    tests = {str(meta.get("test")): meta for meta in document.get("tests") or []}
     for row in document.get("results", []):
         test, variant = row["test"], row["variant"]
-        name = test.rsplit("::", 1)[-1]
+        names = benchmark_names(test, variant, tests.get(test, {}))
         iterations = int(row.get("calls_per_sample") or 1)
         samples_s = [float(s) / 1000.0 for s in row["samples"]]
-        full = _with_variant(test, variant)
         benchmarks.append({
             "group": test,
-            "name": _with_variant(name, variant),
-            "fullname": full,
-            "params": {"variant": variant},
-            "param": full[full.rindex("[") + 1:-1],
+            **names,
             "extra_info": {k: row[k] for k in ("variant", "items", "p95_ms", "p99_ms",
                                                "throughput_per_s", "calls", "timer",
                                                "peak_memory_mb") if row.get(k) is not None},

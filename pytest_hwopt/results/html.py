@@ -67,14 +67,16 @@ def render(document: ResultsDocument) -> str:
 
     sections.append(("summary", "Summary", _summary_section(records)))
 
-    speed = _speedup_figure(go, document.get("checks") or [])
+    names = names_of_tests(document)
+    speed = _speedup_figure(go, document.get("checks") or [], names)
     sections.append(("speedups", "Speedups", _figure_section(
         speed, figures, "speedups",
         "Measured speedup (bar) with its confidence interval (whiskers); the budget is the "
         "black tick, 1x the dashed line.",
         "No speedup checks with a measurement.", key=_status_key())))
 
-    lat = _latency_figure(go, document.get("results") or [], document.get("checks") or [])
+    lat = _latency_figure(go, document.get("results") or [], document.get("checks") or [],
+                          names)
     sections.append(("latency", "Latency distributions", _figure_section(
         lat, figures, "latency",
         "Per-call times of each variant (log scale): box = quartiles, whiskers = 1.5 IQR, "
@@ -82,7 +84,7 @@ def render(document: ResultsDocument) -> str:
         "No per-call samples in the document.")))
 
     cold_rows = _cold_start_rows(document.get("results") or [], document.get("checks") or [])
-    cold = _cold_start_figure(go, cold_rows)
+    cold = _cold_start_figure(go, cold_rows, names)
     left_out = sum(1 for v in document.get("results") or [] if _finite(v.get("first_call_ms"))
                    ) - sum(1 for v in cold_rows if _finite(v.get("first_call_ms")))
     sections.append(("cold-start", "Cold start", _figure_section(
@@ -93,7 +95,7 @@ def render(document: ResultsDocument) -> str:
            if left_out > 0 else ""),
         "No prepare or first-call times in the document.")))
 
-    sections.append(("roofline", "Roofline", _roofline_section(go, document, figures)))
+    sections.append(("roofline", "Roofline", _roofline_section(go, document, figures, names)))
     history = dict(document).get("history")
     if isinstance(history, Mapping) and history:  # --hwopt-history: each variant's series
         from pytest_hwopt.results.trends import EMPTY, TREND_CAPTION, trend_figure
@@ -293,8 +295,24 @@ def _status_key() -> str:
                    for name, colour in STATUS_COLOURS.items() if name != "measured")
 
 
-def _short(test: str) -> str:
-    name = test.split("::")[-1] if "::" in test else test
+def names_of_tests(document: ResultsDocument) -> dict[str, str]:
+    """test id -> the test's name as pytest gives it (``test_op[ns::op]``), from the
+    document's ``tests``; a document written before tests carried names gets the part of
+    the node id after its last ``::`` outside the parameter brackets."""
+    names: dict[str, str] = {}
+    for meta in document.get("tests") or []:
+        if isinstance(meta.get("name"), str):
+            names[str(meta["test"])] = str(meta["name"])
+    for row in [*(document.get("results") or []), *(document.get("checks") or [])]:
+        test = str(row.get("test", ""))
+        if test not in names:
+            head, bracket, params = test.partition("[")  # ids may hold "::", paths do not
+            names[test] = head.rsplit("::", 1)[-1] + bracket + params
+    return names
+
+
+def _short(test: str, names: Mapping[str, str]) -> str:
+    name = names.get(test, test)
     return name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
 
 
@@ -315,12 +333,12 @@ def _layout(go: Any, rows: int, **kwargs: Any) -> Any:
                      font={"size": 12}, hoverlabel={"align": "left"}, **kwargs)
 
 
-def _speedup_figure(go: Any, checks: Sequence[CheckRecord]) -> Any:
+def _speedup_figure(go: Any, checks: Sequence[CheckRecord], names: Mapping[str, str]) -> Any:
     rows = [c for c in checks if c.get("kind") == "speedup" and _finite(c.get("measured"))]
     if not rows:
         return None
     rows = rows[::-1]  # plotly draws the first category at the bottom
-    labels = _unique([_esc(f"{c.get('variant')} vs {c.get('vs')} · {_short(str(c['test']))}")
+    labels = _unique([_esc(f"{c.get('variant')} vs {c.get('vs')} · {_short(str(c['test']), names)}")
                       for c in rows])
     measured = [_float(c["measured"]) for c in rows]
     low = [_float(c["low"]) if _finite(c.get("low")) else m for c, m in zip(rows, measured)]
@@ -366,13 +384,13 @@ def _samples(var: ResultRow) -> list[float]:
 
 
 def _latency_figure(go: Any, results: Sequence[ResultRow],
-                    checks: Sequence[CheckRecord]) -> Any:
+                    checks: Sequence[CheckRecord], names: Mapping[str, str]) -> Any:
     rows = [(var, _samples(var)) for var in results]
     rows = [(var, s) for var, s in rows if s]
     if not rows:
         return None
     rows = rows[::-1]
-    labels = _unique([_esc(f"{var.get('variant')} · {_short(str(var.get('test', '')))}")
+    labels = _unique([_esc(f"{var.get('variant')} · {_short(str(var.get('test', '')), names)}")
                       for var, _ in rows])
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
@@ -413,11 +431,11 @@ def _cold_start_rows(results: Sequence[ResultRow],
     return rows
 
 
-def _cold_start_figure(go: Any, rows: Sequence[ResultRow]) -> Any:
+def _cold_start_figure(go: Any, rows: Sequence[ResultRow], names: Mapping[str, str]) -> Any:
     if not rows:
         return None
     rows = list(rows)[::-1]
-    labels = _unique([_esc(f"{var.get('variant')} · {_short(str(var.get('test', '')))}")
+    labels = _unique([_esc(f"{var.get('variant')} · {_short(str(var.get('test', '')), names)}")
                       for var in rows])
     prepare = [_float(var["prepare_s"]) if _finite(var.get("prepare_s")) else None
                for var in rows]
@@ -443,7 +461,7 @@ def _cold_start_figure(go: Any, rows: Sequence[ResultRow]) -> Any:
 
 
 def _roofline_section(go: Any, document: ResultsDocument,
-                      figures: list[tuple[str, Any]]) -> str:
+                      figures: list[tuple[str, Any]], names: Mapping[str, str]) -> str:
     work = [var for var in document.get("results") or []
             if _finite(var.get("achieved_gbs")) or _finite(var.get("achieved_tflops"))]
     if not work:
@@ -456,7 +474,7 @@ def _roofline_section(go: Any, document: ResultsDocument,
                     and _float(v["peak_gbs"]) > 0 and _float(v["peak_tflops"]) > 0})
     parts = []
     if points and roofs:
-        fig = _roofline_figure(go, points, roofs)
+        fig = _roofline_figure(go, points, roofs, names)
         parts.append(_figure_section(
             fig, figures, "roofline",
             "Achieved TFLOP/s against arithmetic intensity (log-log); each line is the "
@@ -485,7 +503,7 @@ def _roofline_section(go: Any, document: ResultsDocument,
 
 
 def _roofline_figure(go: Any, points: Sequence[ResultRow],
-                     roofs: Sequence[tuple[float, float]]) -> Any:
+                     roofs: Sequence[tuple[float, float]], names: Mapping[str, str]) -> Any:
     ridges = [tflops * 1000.0 / gbs for gbs, tflops in roofs]
     xs = [_float(v["achieved_intensity"]) for v in points] + ridges
     x_lo, x_hi = min(xs) / 4.0, max(xs) * 4.0
@@ -501,7 +519,7 @@ def _roofline_figure(go: Any, points: Sequence[ResultRow],
     symbols = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon"]
     tests = list(dict.fromkeys(str(v.get("test", "")) for v in points))
     for var in points:
-        label = _esc(f"{var.get('variant')} · {_short(str(var.get('test', '')))}")
+        label = _esc(f"{var.get('variant')} · {_short(str(var.get('test', '')), names)}")
         fig.add_trace(go.Scatter(
             x=[_float(var["achieved_intensity"])], y=[_float(var["achieved_tflops"])],
             mode="markers", name=label,

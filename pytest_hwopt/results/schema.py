@@ -76,10 +76,16 @@ class _RecordMetaKeys(TypedDict):
 class RecordMeta(_RecordMetaKeys, total=False):
     """One entry of ``tests``: how a test's run went.
 
-    A test measured by ``hwopt_bench`` has ``rounds`` .. ``notes``; one measured by
+    ``name`` .. ``params`` are pytest's names of the test, read from its item (never
+    parsed from the node id); every place that shows or matches a test uses them. A test
+    measured by ``hwopt_bench`` has ``rounds`` .. ``notes``; one measured by
     pytest-benchmark's fixture has ``source: "pytest-benchmark"`` instead.
     """
 
+    name: str  # pytest's name of the test (item.name): "test_op[ns::op]"
+    originalname: str  # without the parameters (item.originalname): "test_op"
+    param: str  # a parametrized test's callspec id: "ns::op"
+    params: dict[str, Any]  # a parametrized test's arguments (JSON values, else their repr)
     rounds: int  # interleaved rounds
     #: why the rounds ended: "decided", "min rounds", "time limit", ...; "single call" with
     #: --hwopt-disable (each variant called once)
@@ -152,6 +158,8 @@ class VariantResult(_VariantResultKeys, total=False):
     backend: str
     precision: str
     preparation_warnings: list[str]
+    reference: str  # the variant of the eager run of this candidate's module and inputs
+    from_cache: bool  # the backend's artefacts (ONNX file, engine) came from the cache
     threads: int  # of every thread pool during the run (hardware.threads)
     threads_source: str  # how it was chosen: "option", "idle cores (1 of 2 idle at start)"
     thread_pools: dict[str, int]  # pool -> threads in force during the run

@@ -173,18 +173,26 @@ def test_missing_file(tmp_path):
         budgetfile.load(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize("pattern,nodeid,hit", [
-    ("suites/test_kv_cache.py::*", "suites/test_kv_cache.py::test_decode[128]", True),
-    ("suites/test_kv_cache.py::*", "suites/test_other.py::test_decode", False),
-    ("suites/test_a.py::test_b", "suites/test_a.py::test_b[cpu-fp16]", True),
-    ("suites/test_a.py::test_b", "suites/test_a.py::test_bc", False),
-    ("suites/test_a.py::test_b[cpu-fp16]", "suites/test_a.py::test_b[cpu-fp16]", True),
-    ("suites/test_a.py::test_b[cpu-fp16]", "suites/test_a.py::test_b[cpu-fp32]", False),
-    ("*::test_decode*", "suites/x.py::test_decode_long", True),
+@pytest.mark.parametrize("pattern,nodeid,base,hit", [
+    ("suites/test_kv_cache.py::*", "suites/test_kv_cache.py::test_decode[128]", None, True),
+    ("suites/test_kv_cache.py::*", "suites/test_other.py::test_decode", None, False),
+    # the plain node id (pytest's, from the item) covers every parametrized instance
+    ("suites/test_a.py::test_b", "suites/test_a.py::test_b[cpu-fp16]", "suites/test_a.py::test_b",
+     True),
+    ("suites/test_a.py::test_b", "suites/test_a.py::test_bc", "suites/test_a.py::test_bc", False),
+    ("suites/test_a.py::test_b[cpu-fp16]", "suites/test_a.py::test_b[cpu-fp16]", None, True),
+    ("suites/test_a.py::test_b[cpu-fp16]", "suites/test_a.py::test_b[cpu-fp32]", None, False),
+    ("*::test_decode*", "suites/x.py::test_decode_long", None, True),
+    # brackets are literal: ids hold them
+    ("t.py::test_op[shape=[1, 3]-sum]", "t.py::test_op[shape=[1, 3]-sum]", "t.py::test_op", True),
+    ("t.py::test_op[shape=[1, 3]-*]", "t.py::test_op[shape=[1, 3]-sum]", "t.py::test_op", True),
+    ("t.py::test_op[ns]", "t.py::test_opn", None, False),
+    ("t.py::test_op[ns::op]", "t.py::test_op[ns::op]", "t.py::test_op", True),
+    ("t.py::test_op?ns::op?", "t.py::test_op[ns::op]", "t.py::test_op", True),
 ])
-def test_node_id_patterns(pattern, nodeid, hit):
+def test_node_id_patterns(pattern, nodeid, base, hit):
     entry = BudgetEntry((pattern,), None, (Spec("latency", {"p95_ms": 1.0}),), "f:1")
-    assert entry.matches_test(nodeid) is hit
+    assert entry.matches_test(nodeid, base) is hit
 
 
 @pytest.mark.parametrize("device,keys,rank", [

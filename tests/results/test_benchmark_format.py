@@ -109,3 +109,17 @@ def test_document_to_benchmark_json():
         "min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
         "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "ops", "total", "data",
         "iterations"}
+
+
+def test_names_come_from_the_tests_entry_not_the_node_id():
+    meta = {"test": "t.py::test_op[ns::op-shape=[1, 3]]", "name": "test_op[ns::op-shape=[1, 3]]",
+            "originalname": "test_op", "param": "ns::op-shape=[1, 3]",
+            "params": {"case": 1, "shape": "[1, 3]"}}
+    names = interop.benchmark_names(meta["test"], "fast", meta)
+    assert names == {"name": "test_op[ns::op-shape=[1, 3]-fast]",
+                     "fullname": "t.py::test_op[ns::op-shape=[1, 3]-fast]",
+                     "param": "ns::op-shape=[1, 3]-fast",
+                     "params": {"case": 1, "shape": "[1, 3]", "variant": "fast"}}
+    plain = interop.benchmark_names("t.py::TestA::test_b", "slow",
+                                    {"name": "test_b", "originalname": "test_b"})
+    assert (plain["name"], plain["fullname"]) == ("test_b[slow]", "t.py::TestA::test_b[slow]")

@@ -254,3 +254,12 @@ def test_module_imports_without_plotly():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_labels_use_the_tests_own_names():
+    from pytest_hwopt.results.html import names_of_tests
+
+    document = {"tests": [{"test": "t.py::test_op[ns::op]", "name": "test_op[ns::op]"}],
+                "results": [{"test": "t.py::TestA::test_b[a::b]"}], "checks": []}
+    assert names_of_tests(document) == {"t.py::test_op[ns::op]": "test_op[ns::op]",
+                                    "t.py::TestA::test_b[a::b]": "test_b[a::b]"}
