@@ -63,13 +63,14 @@ OUTPUT_NEEDS: Final = {
 }
 
 
-def output_path(config: pytest.Config, option: str, value: str, example: str) -> Path:
-    """Where an output option writes, relative to the invocation directory; a
-    :class:`pytest.UsageError` at start, naming the option and the fix, when the file
-    cannot be written there (a directory, a file in place of a folder, no permission) or
-    needs a package that is not installed (:data:`OUTPUT_NEEDS`). Missing folders are
-    made when the file is written."""
-    path = Path(value).expanduser()
+def output_path(config: pytest.Config, option: str, value: str, example: str,
+                target: Path | None = None) -> Path:
+    """Where an output option writes (``target``, else ``value`` relative to the invocation
+    directory); a :class:`pytest.UsageError` at start, naming the option and the fix, when
+    the file cannot be written there (a directory, a file in place of a folder, no
+    permission) or needs a package that is not installed (:data:`OUTPUT_NEEDS`). Missing
+    folders are made when the file is written."""
+    path = target if target is not None else Path(value).expanduser()
     if not path.is_absolute():
         path = config.invocation_params.dir / path
     where = f"{option}={value}"

@@ -159,6 +159,9 @@ class ResultsPlugin:
             baseline.check_name(name)
         except ValueError as exc:
             raise pytest.UsageError(f"--hwopt-save={name}: {exc}") from None
+        # saved under <rootdir>/.hwopt/<machine>/: that folder must be one we can write
+        output_path(self.config, "--hwopt-save", name, "run.json",
+                    target=self.config.rootpath / baseline.SAVE_DIR / "machine" / "run.json")
         self.save_name = name
 
     def _load_baseline(self) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwopt.backends.base import Backend, BackendError, first_line, missing_modules
+from pytest_hwopt.backends.base import (
+    Backend,
+    BackendError,
+    failure_text,
+    missing_modules,
+    with_fix,
+)
 from pytest_hwopt.backends.cache import ArtifactCache
 from pytest_hwopt.backends.onnx_export import EXPORTERS
 
@@ -54,8 +60,8 @@ class OpenVINOBackend(Backend):
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"OpenVINO conversion failed: {type(exc).__name__}: "
-                               f"{first_line(exc, empty='')}") from exc
+            raise BackendError(with_fix(f"OpenVINO conversion failed: {failure_text(exc)}",
+                                        exc)) from exc
         config: dict[str, Any] = {"INFERENCE_NUM_THREADS": self.threads,
                                   "PERFORMANCE_HINT": "LATENCY"}
         if HINTS[precision]:
@@ -64,7 +70,8 @@ class OpenVINOBackend(Backend):
         try:
             compiled = core.compile_model(ov_model, "CPU", config)
         except Exception as exc:
-            raise BackendError(f"OpenVINO compile failed: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(with_fix(f"OpenVINO compile failed: {failure_text(exc)}",
+                                        exc)) from exc
         self._facts = {**facts, "source": self.source,
                        "inference_precision": _type_name(
                            compiled.get_property("INFERENCE_PRECISION_HINT")),

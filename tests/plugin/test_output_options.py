@@ -58,3 +58,12 @@ def test_outputs_are_written_in_new_folders_even_when_nothing_was_measured(
     result = pytester.runpytest(f"{option}=new/folder/{name}")
     result.assert_outcomes(passed=1)
     assert (pytester.path / "new" / "folder" / name).is_file()
+
+
+def test_a_saved_run_needs_a_folder_it_can_make(pytester):
+    pytester.makefile("", **{".hwopt": "a file where the folder of saved runs goes"})
+    pytester.makepyfile(test_it="def test_plain():\n    pass\n")
+    result = pytester.runpytest("--hwopt-save=nightly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--hwopt-save=nightly: *.hwopt is a file, so no folder can "
+                                 "be made there*"])
