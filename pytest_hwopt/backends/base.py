@@ -76,6 +76,10 @@ KNOWN_FIXES: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
      "the model returns a key/value cache object (transformers' DynamicCache), which "
      "backends cannot return: build or call the model with use_cache=False "
      "(model.config.use_cache = False) so that it returns tensors only"),
+    (re.compile(r"GuardOnDataDependentSymNode|data-dependent expression"),
+     "the model branches on a tensor's values (data-dependent control flow), which "
+     "torch.export cannot trace: express the branch with torch.where or torch.cond, or move "
+     "it out of forward"),
     (re.compile(r"No module named '?onnxscript"),
      "the dynamo ONNX exporter needs onnxscript: pip install onnxscript"),
 )

@@ -279,8 +279,8 @@ def _refuse_known_outputs(expected: Any) -> None:
     for path, leaf in flatten(expected):
         kind = type(leaf).__name__
         if known_fix(kind) is not None:
-            raise BackendError(with_fix(f"the model's output {path} is a {kind}, which is "
-                                        "not a tensor", kind))
+            raise BackendError(with_fix(f"{path} of the model is a {kind}, not a tensor",
+                                        kind))
 
 
 def register(bench: Bench, backends: Mapping[str, Backend], backend_name: str, module: Any,

@@ -257,6 +257,6 @@ def test_a_model_returning_a_kv_cache_fails_with_the_fix() -> None:
     with pytest.raises(BackendError) as info:
         path.prepare(bench(), WithCache(), (torch.ones(2),), precision="fp32", name=None,
                      backend=None)
-    assert str(info.value).startswith("the model's output output['past_key_values'] is a "
-                                      "DynamicCache, which is not a tensor -- fix: ")
+    assert str(info.value).startswith("output['past_key_values'] of the model is a "
+                                      "DynamicCache, not a tensor -- fix: ")
     assert "use_cache=False" in str(info.value)
