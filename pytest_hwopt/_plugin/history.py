@@ -153,15 +153,16 @@ class SessionHistory:
             for r in results:
                 reference = refs.get((r["test"], r["variant"]))
                 ref = rows.get((r["test"], reference or ""))
-                if any((x or {}).get("disturbed_fraction", 0.0) > MAX_DISTURBED_FRACTION
-                       for x in (r, ref)):
-                    self.busy.append(f"{r['test']} {r['variant']}")
-                    continue
-                self.verdicts.append(series.verdict(
+                v = series.verdict(
                     [p for p in points if p.test == r["test"]], r["test"], r["variant"],
                     r["median_ms"], reference, ref["median_ms"] if ref else None,
                     se=changepoints.log_se(_clean_rounds(r)),
-                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0))
+                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0)
+                if v.judged and any((x or {}).get("disturbed_fraction", 0.0)
+                                    > MAX_DISTURBED_FRACTION for x in (r, ref)):
+                    self.busy.append(f"{r['test']} {r['variant']}")
+                    continue
+                self.verdicts.append(v)
         if not results:
             self.notes.append("hwopt: nothing measured; run not added to the history")
             return
