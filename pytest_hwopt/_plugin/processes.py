@@ -87,6 +87,7 @@ def planned(checks: Sequence[Check], processes: int | None) -> tuple[int, list[i
     """
     from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED
     from pytest_hwopt.core.kinds import TOO_FEW_SAMPLES
+    from pytest_hwopt.core.outcomes import BUSY
     from pytest_hwopt.core.verdicts import SAMPLED_KINDS
 
     if processes == 0:
@@ -98,7 +99,8 @@ def planned(checks: Sequence[Check], processes: int | None) -> tuple[int, list[i
     picked = [n for n, c in enumerate(checks)
               if c.kind in SAMPLED_KINDS and c.status in wanted and c.budget is not None
               and c.measured is not None and c.variant not in wrong
-              and not c.reason.startswith(TOO_FEW_SAMPLES)]
+              and not c.reason.startswith(TOO_FEW_SAMPLES)
+              and not c.reason.startswith(BUSY)]  # a busy machine's figure is no evidence
     if not picked:
         return 0, []
     return (core_settings.AUTO_PROCESSES if processes is None else processes), picked
@@ -137,7 +139,9 @@ def reading_of(run: WorkerRun, check: Check, nodeid: str, seed: int) -> Reading:
     for other in found:
         if (other.get("kind"), other.get("variant"), other.get("vs"), other.get("metric")) \
                 == (check.kind, check.variant, check.vs, check.metric):
-            value = other.get("measured")
+            value, reason = other.get("measured"), str(other.get("reason") or "")
+            if reason.startswith("machine busy"):  # core.outcomes.BUSY: no evidence
+                return Reading(None, reason, seed, run.seconds)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return Reading(float(value), "", seed, run.seconds)
             return Reading(None, f"no estimate ({other.get('status')}: "

@@ -12,6 +12,7 @@ from pytest_hwopt._plugin.state import State, bench_key, record_key, specs_key, 
 
 if TYPE_CHECKING:
     from pytest_hwopt.core.bench import Bench
+    from pytest_hwopt.core.checks import Check
     from pytest_hwopt.core.measurement import Measurement
     from pytest_hwopt.core.specs import Spec
     from pytest_hwopt.results.schema import Record
@@ -117,15 +118,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
         checks = without_timing(checks, DISABLED_REASON)
     else:
         checks += reported_speedups(measurements, references, checks, settings.confidence)
+        if bench is not None:
+            checks = _busy_pools(bench, checks)
         checks = repeat_in_processes(pyfuncitem, state, checks)  # a bias lasting a process
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))
+    from pytest_hwopt._plugin.collection import identity
+
     pyfuncitem.stash[record_key] = cast("Record", {
         "test": pyfuncitem.nodeid, **identity(pyfuncitem), "device": device.torch_device,
         **record,
         "results": [m.to_dict() for m in measurements.values()],
-    from pytest_hwopt._plugin.collection import identity
-
         "checks": [c.to_dict() for c in checks]})
     # a clear miss fails the test (wrong outputs first: they explain why a speedup did not
     # count); an inconclusive check warns, attributed to the test, unless --hwopt-strict
@@ -143,6 +146,24 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
     return result
+
+
+def _busy_pools(bench: Bench, checks: list[Check]) -> list[Check]:
+    """Sampled checks of a run whose thread pools had fewer free cores than threads are
+    inconclusive (``core.contention.oversubscribed``)."""
+    import os
+
+    from pytest_hwopt.core.contention import oversubscribed
+    from pytest_hwopt.core.outcomes import undecided_because
+    from pytest_hwopt.core.verdicts import SAMPLED_KINDS
+
+    run = bench.result
+    if run is None:
+        return checks
+    counts = [m.extra.get("threads") for m in run.measurements.values()]
+    threads = max((c for c in counts if isinstance(c, int)), default=1)
+    why = oversubscribed(run.contention, threads, os.cpu_count() or 1)
+    return undecided_because(checks, why, SAMPLED_KINDS) if why else checks
 
 
 def _from_pytest_benchmark(item: pytest.Function) -> dict[str, Measurement]:
