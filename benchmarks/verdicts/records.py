@@ -1,4 +1,4 @@
-"""The shape of the results file (``--out``, e.g. ``benchmarks/verdicts-results.json``).
+"""The shape of the results file (``--out``, e.g. ``benchmarks/results/verdicts-3n-noisy.json``).
 
 Every record is a plain JSON object; these ``TypedDict`` s name its keys and
 value types. Keys marked optional by ``total=False`` are present only in some
