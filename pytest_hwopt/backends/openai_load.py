@@ -10,7 +10,9 @@ response, and returns the clock readings of every request as
 One asyncio event loop and one ``aiohttp.ClientSession`` (no connection limit) carry the
 whole run. A single dispatcher walks the schedule: it sleeps until shortly before the next
 send time, then yields to the loop until the time has come (the loop keeps reading
-responses meanwhile), and starts that request's task. Each task records when it started
+responses meanwhile), and starts that request's task. The objects alive before the run are
+kept out of the garbage collector's passes during it (``gc.freeze``), as vLLM's
+benchmark does, so that a large heap does not stall the sends. Each task records when it started
 (``released_s``: the client's own lag is ``released_s - scheduled_s``), then waits for a
 concurrency slot when ``max_concurrency`` is set (that wait counts in the latencies, which
 run from the scheduled time, but not in the client's lag), then sends (``sent_s``: when
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import time
@@ -167,10 +170,16 @@ async def load(base_url: str, *, prompts: Sequence[str], schedule: Sequence[floa
                    chat=endpoint == "chat", timeout=aiohttp.ClientTimeout(total=timeout_s),
                    timeout_s=timeout_s,
                    slots=asyncio.Semaphore(max_concurrency) if max_concurrency else None)
-        cpu0 = time.process_time()
-        start = clock() + LEAD_S
-        records = await _dispatch(run, [start + t for t in schedule])
-        cpu = time.process_time() - cpu0
+        # what is alive now (a test session, a model) is left out of the collections during
+        # the run: a full collection of a large heap would stall the sends for milliseconds
+        gc.freeze()
+        try:
+            cpu0 = time.process_time()
+            start = clock() + LEAD_S
+            records = await _dispatch(run, [start + t for t in schedule])
+            cpu = time.process_time() - cpu0
+        finally:
+            gc.unfreeze()
     return LoadRun(records=tuple(records), started_s=start + min(schedule),
                    finished_s=max(r.end_s for r in records), client_cpu_s=cpu, url=url,
                    model=model, probe=probe)
