@@ -10,10 +10,10 @@ response, and returns the clock readings of every request as
 One asyncio event loop and one ``aiohttp.ClientSession`` (no connection limit) carry the
 whole run. A single dispatcher walks the schedule: it sleeps until shortly before the next
 send time, then yields to the loop until the time has come (the loop keeps reading
-responses meanwhile), and starts that request's task. The objects alive before the run are
-kept out of the garbage collector's passes during it (``gc.freeze``), as vLLM's
-benchmark does, so that a large heap does not stall the sends. Each task records when it started
-(``released_s``: the client's own lag is ``released_s - scheduled_s``), then waits for a
+responses meanwhile), and starts that request's task. The objects alive before the run
+are kept out of the garbage collector's passes during it (``gc.freeze``, as vLLM's
+benchmark does), so that a large heap does not stall the sends. Each task records when it
+started (``released_s``: the client's own lag is ``released_s - scheduled_s``), waits for a
 concurrency slot when ``max_concurrency`` is set (that wait counts in the latencies, which
 run from the scheduled time, but not in the client's lag), then sends (``sent_s``: when
 aiohttp has written the request headers) and reads the stream.

@@ -279,3 +279,19 @@ def test_requests_are_released_on_schedule(serve: Callable[[Handler], Server]) -
     assert all(r.ok for r in run.records)
     lags = [r.send_lag_s for r in run.records]
     assert all(lag is not None and 0.0 <= lag < 0.05 for lag in lags)  # never early
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"prompts": []}, "no prompts"),
+    ({"schedule": []}, "empty schedule"),
+    ({"schedule": [0.0, -1.0]}, "schedule offsets"),
+    ({"schedule": [float("nan")]}, "schedule offsets"),
+    ({"max_concurrency": 0}, "max_concurrency"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"timeout_s": 0.0}, "timeout_s"),
+    ({"endpoint": "embeddings"}, "endpoint"),
+])
+def test_invalid_arguments(kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"prompts": ["p"], "schedule": [0.0], "model": "m", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        run_load("http://127.0.0.1:9", **args)
