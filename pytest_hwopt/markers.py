@@ -120,6 +120,13 @@ class _Hwopt:
         def tpot(self, p50_ms: Budget | None = None, p95_ms: Budget | None = None,
                  p99_ms: Budget | None = None, of: str | None = None) -> pytest.MarkDecorator: ...
 
+        def goodput(self, min: Budget | None = None, ttft_ms: Budget | None = None,
+                    tpot_ms: Budget | None = None, e2e_ms: Budget | None = None,
+                    of: str | None = None) -> pytest.MarkDecorator: ...
+
+        def failures(self, max: Budget | None = None,
+                     of: str | None = None) -> pytest.MarkDecorator: ...
+
     def __getattr__(self, name: str) -> MarkerFactory:
         kind = kinds.find(name)
         if kind is None:

@@ -103,15 +103,56 @@ def hwopt_bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
     def after_run(b: Bench) -> None:
         _record_threads(b, choice, pools)
         verdict.annotate(state, b)
+        _goodput_objectives(specs, b)
 
     bench = Bench(engine, lambda b: verdict.stop_rule(specs, b, state),
                   lambda: _measuring(state, choice.count, pools), model_path,
                   after_run=after_run, capture=_graph_capture(state.device()),
                   timing=not state.settings.disable)
     bench.prepare_generation = _generation(state)
+    bench.serve_runner = _serve_round
+    bench.loadgen_runner = _loadgen_run(request)
     item.stash[bench_key] = bench
     yield bench
     bench.close()
+
+
+def _serve_round(load: Any, index: int) -> Any:
+    """One load run of a serve variant (:mod:`pytest_hwopt.backends.serving`; aiohttp is
+    imported on the first run, not with the plugin)."""
+    from pytest_hwopt.backends.serving import load_round
+
+    return load_round(load, index)
+
+
+def _loadgen_run(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
+    """One LoadGen test, its logs under the test's temporary folder."""
+    def run(load: Any) -> Any:
+        from pytest_hwopt.backends.serving import loadgen_measurement
+
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("loadgen")
+        return loadgen_measurement(load, folder)
+
+    return run
+
+
+def _goodput_objectives(specs: list[Spec], bench: Bench) -> None:
+    """Serve variants judged by a goodput budget carry its objectives, so that their
+    results write ``goodput``."""
+    from pytest_hwopt.core.served import ServeMeasurement, Slo
+
+    assert bench.result is not None
+    serves = {n: m for n, m in bench.result.measurements.items()
+              if isinstance(m, ServeMeasurement)}
+    for spec in specs:
+        if spec.kind != "goodput":
+            continue
+        names = [spec.of] if spec.of is not None else list(serves)
+        for name in names:
+            m = serves.get(name or "")
+            if m is not None:
+                m.slo = Slo(**{k: float(v) for k, v in spec.options.items()
+                               if k in ("ttft_ms", "tpot_ms", "e2e_ms")})
 
 
 def _generation(state: State) -> Callable[..., Any]:

@@ -151,6 +151,8 @@ class SessionHistory:
             refs = history.references(document)
             rows = {(r["test"], r["variant"]): r for r in results}
             for r in results:
+                if r.get("median_ms") is None:
+                    continue  # no completed request: nothing to judge
                 reference = refs.get((r["test"], r["variant"]))
                 ref = rows.get((r["test"], reference or ""))
                 v = series.verdict(

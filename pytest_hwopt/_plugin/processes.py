@@ -198,6 +198,8 @@ def repeat_in_processes(item: pytest.Function, state: State, checks: list[Check]
     bench = item.stash.get(bench_key, None)
     if bench is None or bench.result is None:
         return checks
+    if bench.serves or bench.loadgens:
+        return checks  # load runs span processes already (a server, LoadGen's threads)
     settings = state.settings
     workers, picked = planned(checks, settings.processes)
     if not picked:

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pytest_hwopt.core.accuracy import Tolerance
 from pytest_hwopt.core.calls import check_callable
+from pytest_hwopt.core.contention import Contention
 from pytest_hwopt.core.engine import Decided, Engine, Fn, RunResult, Setup, Variant
 from pytest_hwopt.core.generation import GenerationSource, MarkingTimer
 from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
+from pytest_hwopt.core.served import (
+    LoadGenLoad,
+    LoadGenMeasurement,
+    RoundFigures,
+    ServeLoad,
+    ServeMeasurement,
+)
 from pytest_hwopt.core.specs import Spec
+
+#: load runs of serve variants while a verdict stays unclear: at least this many (a ratio
+#: of medians over paired rounds needs three), then until the time limit, at most
+#: ``MAX_LOAD_ROUNDS``
+MIN_UNCLEAR_LOAD_ROUNDS: Final = 3
+MAX_LOAD_ROUNDS: Final = 20
+
+#: one load run of a serve variant: (the load, the round's index: 0 is the first, which
+#: warms the server up first) -> its figures (:mod:`pytest_hwopt.backends.serving`)
+ServeRunner = Callable[[ServeLoad, int], RoundFigures]
+#: one LoadGen test of a LoadGen variant -> its measurement
+LoadGenRunner = Callable[[LoadGenLoad], LoadGenMeasurement]
 
 #: around a run: holds the device, watches it, and yields what it saw (filled on exit)
 Around = AbstractContextManager[Mapping[str, object]]
@@ -80,6 +102,13 @@ class Bench:
         self.generations: dict[str, GenerationSource] = {}
         #: the generation path, set by the plugin (None outside a pytest session)
         self.prepare_generation: PrepareGeneration | None = None
+        #: serve variants (:meth:`serve`) and LoadGen variants (:meth:`loadgen`)
+        self.serves: dict[str, ServeLoad] = {}
+        self.loadgens: dict[str, LoadGenLoad] = {}
+        #: how they run, set by the plugin (None outside a pytest session)
+        self.serve_runner: ServeRunner | None = None
+        self.loadgen_runner: LoadGenRunner | None = None
+        self._clock: Callable[[], float] = time.perf_counter
 
     def measure(self, name: str, fn: Fn, *, setup: Setup | None = None, items: int = 1,
                 bytes: float | None = None, flops: float | None = None,
@@ -101,7 +130,7 @@ class Bench:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"hwopt_bench.measure: name must be a non-empty string, got {name!r}")
-        if name in self.variants:
+        if self._taken(name):
             raise ValueError(f"hwopt_bench.measure: variant {name!r} is already registered")
         check_callable(name, fn)
         if setup is not None and not callable(setup):
@@ -145,7 +174,7 @@ class Bench:
         if not isinstance(name, str) or not name:
             raise ValueError(f"hwopt_bench.generate: name must be a non-empty string, "
                              f"got {name!r}")
-        if name in self.variants:
+        if self._taken(name):
             raise ValueError(f"hwopt_bench.generate: variant {name!r} is already registered")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
                 or max_new_tokens < 1:
@@ -189,6 +218,71 @@ class Bench:
                     self.notes[f"attention {name}"] = ", ".join(map(str, ran)) or "none"
         return measurements
 
+    def serve(self, name: str, base_url: str, *, prompts: Sequence[str], num_requests: int,
+              rate: float = math.inf, burstiness: float = 1.0,
+              max_concurrency: int | None = None, max_tokens: int = 64,
+              model: str | None = None, endpoint: str = "completions", timeout_s: float = 60.0,
+              seed: int = 0) -> None:
+        """Register serve variant ``name``: a load run of ``num_requests`` streaming
+        requests against the OpenAI-compatible server at ``base_url`` (``/v1/completions``,
+        or ``endpoint="chat"`` for ``/v1/chat/completions``).
+
+        Requests take ``prompts`` in turn and are sent at times drawn from a gamma process
+        (shape ``burstiness``, mean gap ``1 / rate`` s: 1.0 is Poisson, ``math.inf`` sends
+        all at once), at most ``max_concurrency`` in flight, each asking for ``max_tokens``
+        tokens greedily (temperature 0), given up after ``timeout_s`` s. Latency counts
+        from each request's scheduled send time, so queueing the client could not avoid
+        is not hidden (coordinated omission). The results hold TTFT, TPOT, ITL and
+        end-to-end percentiles (ms), ``request_throughput`` (completed requests/s),
+        ``output_throughput`` (tokens/s), ``completed``, ``failed`` and
+        ``send_lag_p99_ms`` (:class:`~pytest_hwopt.core.served.ServeMeasurement`).
+        The server is warmed up with two requests first; a verdict still unclear after one
+        load run gets more (the same schedule, ``seed`` + round), at least three for a
+        ratio, then until ``--hwopt-max-time``. A failed request fails the test with its
+        error unless ``hwopt.failures(max=...)`` allows it.
+        Raises ``ValueError``/``TypeError`` naming a bad argument.
+        """
+        if isinstance(name, str) and self._taken(name):
+            raise ValueError(f"hwopt_bench.serve: variant {name!r} is already registered")
+        load = ServeLoad.make(name, base_url, prompts, num_requests, rate=rate,
+                              burstiness=burstiness, max_concurrency=max_concurrency,
+                              max_tokens=max_tokens, model=model, endpoint=endpoint,
+                              timeout_s=timeout_s, seed=seed)
+        if self.serve_runner is None:
+            raise RuntimeError("hwopt_bench.serve() is only available inside a pytest session")
+        self.serves[load.name] = load
+        self.result = None
+
+    def loadgen(self, name: str, fn: Callable[[Any], Any], *, scenario: str,
+                samples: Sequence[Any], target_qps: float | None = None,
+                target_latency_ms: float | None = None, min_duration_s: float = 10.0,
+                min_queries: int | None = None) -> None:
+        """Register LoadGen variant ``name``: ``fn(sample)`` answers one query sample as
+        MLPerf LoadGen's system under test (``mlcommons-loadgen``, the ``loadgen`` extra)
+        in ``scenario`` ("SingleStream", "Server" or "Offline") over the query sample
+        library ``samples``; ``target_qps`` is the Server scenario's rate (required there)
+        and the Offline scenario's expected QPS, ``target_latency_ms`` the Server latency
+        bound; LoadGen runs at least ``min_duration_s`` s and ``min_queries`` queries.
+
+        The figures are LoadGen's own: ``loadgen_result`` ("VALID"/"INVALID"), ``qps`` and
+        its latency percentiles (``median_ms``, ``p95_ms``, ``p99_ms`` ...); an INVALID run
+        fails every check of the variant with LoadGen's reason, and an exception in ``fn``
+        fails it naming the sample. Raises ``ValueError``/``TypeError`` for bad arguments.
+        """
+        if isinstance(name, str) and self._taken(name):
+            raise ValueError(f"hwopt_bench.loadgen: variant {name!r} is already registered")
+        load = LoadGenLoad.make(name, fn, scenario=scenario, samples=samples,
+                                target_qps=target_qps, target_latency_ms=target_latency_ms,
+                                min_duration_s=min_duration_s, min_queries=min_queries)
+        if self.loadgen_runner is None:
+            raise RuntimeError("hwopt_bench.loadgen() is only available inside a pytest "
+                               "session")
+        self.loadgens[load.name] = load
+        self.result = None
+
+    def _taken(self, name: str) -> bool:
+        return name in self.variants or name in self.serves or name in self.loadgens
+
     def note(self, name: str, value: object) -> None:
         """Attach a derived figure to this test's results (JSON ``notes``, the summary)."""
         if not isinstance(name, str) or not name:
@@ -197,7 +291,7 @@ class Bench:
 
     def add(self, variant: Variant, tolerance: Tolerance | None = None) -> None:
         """Register a prepared variant (the model path)."""
-        if variant.name in self.variants:
+        if self._taken(variant.name):
             raise ValueError(f"hwopt_bench: variant {variant.name!r} is already registered")
         self.variants[variant.name] = variant
         if tolerance is not None:
@@ -218,7 +312,7 @@ class Bench:
 
     def run(self) -> Mapping[str, Measurement]:
         """Measure all registered variants now; name -> :class:`Measurement`."""
-        if not self.variants:
+        if not (self.variants or self.serves or self.loadgens):
             raise RuntimeError("hwopt_bench.run(): no variants; register some with measure()")
         if self.result is None:
             for source in self.generations.values():
@@ -236,9 +330,43 @@ class Bench:
 
     def _run(self) -> RunResult:
         variants = list(self.variants.values())
-        if not self.timing:
-            return self._engine.run_once(variants)
-        return self._engine.run(variants, self._decided(self))
+        if not variants:
+            result = RunResult({}, 0, 0.0, "load runs", Contention(None, None, None))
+        elif not self.timing:
+            result = self._engine.run_once(variants)
+        else:
+            result = self._engine.run(variants, self._decided(self))
+        if self.serves:
+            self._serve_rounds(result)
+        for load in self.loadgens.values():
+            assert self.loadgen_runner is not None
+            result.measurements[load.name] = self.loadgen_runner(load)
+        return result
+
+    def _serve_rounds(self, result: RunResult) -> None:
+        """Load runs of every serve variant, interleaved (A B, then B A), until the
+        verdicts are clear: one run when they are, at least
+        :data:`MIN_UNCLEAR_LOAD_ROUNDS` while they are not, then until the time limit."""
+        runner = self.serve_runner
+        assert runner is not None
+        loads = list(self.serves.values())
+        if not self.timing:  # --hwopt-disable: one request each, to see that it answers
+            loads = [dataclasses.replace(load, num_requests=1, rate=math.inf)
+                     for load in loads]
+        rule = self._decided(self) if self.timing else None
+        rounds: dict[str, list[RoundFigures]] = {load.name: [] for load in loads}
+        start = self._clock()
+        for index in range(MAX_LOAD_ROUNDS):
+            for load in (loads if index % 2 == 0 else loads[::-1]):
+                rounds[load.name].append(runner(load, index))
+            for load in loads:
+                result.measurements[load.name] = ServeMeasurement.from_rounds(
+                    load.name, rounds[load.name], load.describe())
+            if rule is None or rule(dict(result.measurements)):
+                break
+            if index + 1 >= MIN_UNCLEAR_LOAD_ROUNDS \
+                    and self._clock() - start >= self._engine.config.max_time_s:
+                break
 
     def call_of(self, name: str) -> Callable[[], Any]:
         """One complete call of measured variant ``name``, as the engine makes it (setup,

@@ -31,6 +31,14 @@ from pytest_hwopt.core.measurement import (
     Measurement,
     clean_round_pairs,
 )
+from pytest_hwopt.core.served import (
+    THROUGHPUT,
+    LoadGenMeasurement,
+    ServeMeasurement,
+    Slo,
+    is_load,
+    run_check,
+)
 
 if TYPE_CHECKING:
     from pytest_hwopt.core.specs import Spec
@@ -52,6 +60,9 @@ class Signature:
     fractions: tuple[tuple[str, str], ...] = ()
     #: arguments that name one of a few choices (``metric="ttft"``), with the choices
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: positive numbers that set how the figure is read, not budgets (a goodput's SLOs):
+    #: kept in the spec's ``options`` as text (``repr`` of the float)
+    settings: tuple[str, ...] = ()
 
     def usage(self) -> str:
         """The parameters as the marker help writes them: ``min, vs, of=None``."""
@@ -626,20 +637,31 @@ def _speedup(ev: Evaluation, param: str) -> Figure | None:
     ref = ev.require_reference()
     cand = ev.candidate
     metric = ev.spec.options.get("metric")
-    if metric is not None:  # a generation figure: its per-call values, rounds and flags
+    if metric is not None:  # a generation or serve figure: its values, rounds and flags
         if not (isinstance(cand, GenerationMeasurement)
                 and isinstance(ref, GenerationMeasurement)):
-            return None  # verdicts.evaluate_all names the variant that is no generation
+            return None  # verdicts.evaluate_all names the variant of another kind
         try:
             cand, ref = cand.view(metric), ref.view(metric)
         except ValueError:
             return None  # TPOT of single-token calls: not measured
     ref_rounds, cand_rounds = clean_round_pairs(ref, cand)
     ratio, low, high = stats.ratio_of_medians(ref_rounds, cand_rounds, ev.confidence)
-    return Figure(value=ratio, low=low, high=high)
+    shortfall = ""
+    if len(ref_rounds) < MIN_CLEAN and is_load(ev.candidate):
+        shortfall = (f"a ratio needs {MIN_CLEAN} load runs of each variant, "
+                     f"{len(ref_rounds)} made (allow the time: --hwopt-max-time)")
+    return Figure(value=ratio, low=low, high=high, shortfall=shortfall)
 
 
-def _latency(ev: Evaluation, param: str) -> Figure:
+def _latency(ev: Evaluation, param: str) -> Figure | None:
+    cand = ev.candidate
+    if isinstance(cand, LoadGenMeasurement):  # LoadGen's own percentile, its query counts
+        value = cand.percentile_ms(param)
+        return None if value is None else Figure(
+            value=value, detail={"source": "LoadGen summary",
+                                 "queries": cand.loadgen.get("queries"),
+                                 "min_queries_for": cand.loadgen.get("min_queries_for")})
     samples = ev.candidate.stat_samples_ms
     if param == "mean_ms":
         value = ev.candidate.mean_ms
@@ -650,8 +672,12 @@ def _latency(ev: Evaluation, param: str) -> Figure:
     return percentile_figure(samples, q, ev.confidence, ev.candidate.calls_per_sample)
 
 
-def _throughput(ev: Evaluation, param: str) -> Figure:
+def _throughput(ev: Evaluation, param: str) -> Figure | None:
     cand = ev.candidate
+    if isinstance(cand, ServeMeasurement):  # output tokens per second of its load runs
+        return Figure(value=cand.output_throughput) if cand.completed else None
+    if isinstance(cand, LoadGenMeasurement):  # LoadGen's QPS
+        return None if cand.qps is None else Figure(value=cand.qps)
     return rate_figure(cand.stat_samples_ms, cand.items, ev.confidence, cand.calls_per_sample)
 
 
@@ -708,6 +734,10 @@ def _generation_latency(metric: str) -> FigureOf:
 
 def _accuracy(ev: Evaluation) -> list[Check]:
     ref = ev.require_reference()
+    if is_load(ev.candidate) or is_load(ref):
+        return [Check(kind="accuracy", variant=ev.candidate.name, vs=ev.spec.vs,
+                      status=SKIPPED, message=f"accuracy of {ev.candidate.name}: outputs of "
+                      "serve and LoadGen variants are not recorded")]
     if isinstance(ev.candidate, GenerationMeasurement) \
             and isinstance(ref, GenerationMeasurement):
         return [token_check(ev.candidate, ref, ev.spec.vs)]  # token ids, exactly
@@ -722,12 +752,14 @@ BUILTIN: Final = (
     BudgetKind(
         name="speedup",
         signature=Signature(("min", "vs", "of", "metric"), required=("min", "vs"),
-                            numbers=("min",), choices=(("metric", METRICS),)),
+                            numbers=("min",),
+                            choices=(("metric", (*METRICS, THROUGHPUT)),)),
         description="candidate at least `min` times faster than variant `vs` (ratio of "
                     "medians, 95% CI).",
         evaluate=_speedups, unit="x", higher_is_better=True, sampled=True,
         gated_by_accuracy=True, subject="speedup of {name} vs {ref}", value_format=".2f",
-        report_name="speedup vs {vs}", metric_names={"ttft": "TTFT", "tpot": "TPOT"}),
+        report_name="speedup vs {vs}",
+        metric_names={"ttft": "TTFT", "tpot": "TPOT", THROUGHPUT: "throughput"}),
     BudgetKind(
         name="latency",
         signature=Signature(("p50_ms", "p95_ms", "p99_ms", "mean_ms", "of"),
@@ -740,7 +772,8 @@ BUILTIN: Final = (
     BudgetKind(
         name="throughput",
         signature=Signature(("min", "of"), required=("min",), numbers=("min",)),
-        description="items per second at least `min`.",
+        description="items per second at least `min` (output tokens per second for "
+                    "generation and serve variants, queries per second for LoadGen).",
         evaluate=per_value(_throughput), unit="items/s", higher_is_better=True, sampled=True,
         gated_by_accuracy=True),
     BudgetKind(
@@ -811,4 +844,57 @@ GENERATION: Final = (
 )
 
 for _kind in GENERATION:
+    register(_kind)
+
+
+# ---- serving under load (hwopt_bench.serve, hwopt_bench.loadgen) ----------------------------
+
+def _goodput(ev: Evaluation, param: str) -> Figure | None:
+    cand = ev.candidate
+    if not isinstance(cand, ServeMeasurement):
+        return None
+    slo = _slo(ev.spec)
+    return Figure(value=cand.goodput(slo), detail={"slo": slo.describe()})
+
+
+def _slo(spec: Spec) -> Slo:
+    def ms(name: str) -> float | None:
+        value = spec.options.get(name)
+        return None if value is None else float(value)
+
+    return Slo(ttft_ms=ms("ttft_ms"), tpot_ms=ms("tpot_ms"), e2e_ms=ms("e2e_ms"))
+
+
+def _failures(ev: Evaluation) -> list[Check]:
+    raw = ev.spec.values.get("max", 0.0)
+    budget, _ = resolve_budget(raw, ev.device_keys)
+    check = run_check(ev.candidate, 0.0 if budget is None else budget)
+    if check is None:
+        return [Check(kind="failures", variant=ev.candidate.name, vs=None, status=SKIPPED,
+                      metric="max", message=f"failures of {ev.candidate.name}: failed "
+                      "requests are counted for serve and LoadGen variants")]
+    return [check]
+
+
+SERVING: Final = (
+    BudgetKind(
+        name="goodput",
+        signature=Signature(("min", "ttft_ms", "tpot_ms", "e2e_ms", "of"), required=("min",),
+                            numbers=("min",), settings=("ttft_ms", "tpot_ms", "e2e_ms")),
+        description="completed requests per second that met every SLO given (ttft_ms, "
+                    "tpot_ms, e2e_ms) at least `min`, for serve variants.",
+        evaluate=per_value(_goodput), unit="req/s", higher_is_better=True,
+        subject="goodput of {name}", value_format=".3g",
+        missing="goodput is measured for serve variants (hwopt_bench.serve)"),
+    BudgetKind(
+        name="failures",
+        signature=Signature(("max", "of"), required=("max",), non_negative=("max",)),
+        description="at most `max` failed requests of a serve variant (below 1: a fraction "
+                    "of those sent); without it any failure fails, as does an INVALID "
+                    "LoadGen run.",
+        evaluate=_failures, report_name="failed requests",
+        budget_formats={"*": "<= {budget:g} failed"}),
+)
+
+for _kind in SERVING:
     register(_kind)

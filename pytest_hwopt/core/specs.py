@@ -109,6 +109,10 @@ def parse_marker(kind: str, args: Sequence[object], kwargs: Mapping[str, object]
             raise SpecError(f"{marker}: {key!r} must be one of {', '.join(map(repr, allowed))} "
                             f"(or left out), got {value!r}")
         options[key] = value
+    for key in sig.settings:
+        value = given.get(key)
+        if value is not None:
+            options[key] = repr(_number(f"{marker}: {key!r}", value, allow_zero=False))
     return Spec(kind, values, names["vs"], names["of"], options)
 
 

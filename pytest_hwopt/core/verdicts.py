@@ -36,6 +36,7 @@ from pytest_hwopt.core.generation import (
     token_difference,
 )
 from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
+from pytest_hwopt.core.served import THROUGHPUT, LoadGenMeasurement, ServeMeasurement, is_load
 from pytest_hwopt.core.specs import Spec
 
 __all__ = ["FAILED", "INCONCLUSIVE", "PASSED", "REPORTED", "SAMPLED_KINDS", "SKIPPED", "Check",
@@ -221,6 +222,10 @@ def evaluate_all(
     checks: list[Check] = []
     roles = assign_roles(specs, list(measurements), references, own_references(measurements),
                          reference_aliases(measurements, references))
+    counted = {cand for spec, cand, _ in roles if spec.kind == "failures"}
+    for name, m in measurements.items():  # a load run's failures always count
+        if is_load(m) and name not in counted:
+            roles.append((Spec("failures", {"max": 0.0}, of=name), name, None))
     for spec, cand, ref in roles:
         if ref is not None and spec.vs is not None and spec.vs != ref:
             spec = dataclasses.replace(spec, vs=ref)  # an alias resolved: name the reference
@@ -229,7 +234,9 @@ def evaluate_all(
                                device_keys, confidence, tol))
     gate_on_accuracy(checks)
     _generation_only(checks, measurements)
+    _serve_only(checks, measurements)
     gate_on_token_ids(checks, measurements)
+    gate_on_loadgen(checks, measurements)
     return checks
 
 
@@ -248,6 +255,40 @@ def _generation_only(checks: Sequence[Check], measurements: Mapping[str, Measure
                 raise RoleError(f"{what}: variant {name!r} is not a generation variant: TTFT "
                                 "and TPOT are measured for variants registered with "
                                 "hwopt_bench.generate()")
+
+
+def _serve_only(checks: Sequence[Check], measurements: Mapping[str, Measurement]) -> None:
+    """:class:`RoleError` for ``hwopt.speedup(metric="throughput")`` asked of a variant that
+    is no serve variant, and for TTFT or TPOT of a LoadGen variant."""
+    for check in checks:
+        for name in (check.variant, check.vs):
+            m = measurements.get(name) if name is not None else None
+            if m is None:
+                continue
+            if check.metric == THROUGHPUT and not isinstance(m, ServeMeasurement):
+                raise RoleError(f"hwopt.speedup(metric='throughput'): variant {name!r} is not "
+                                "a serve variant: a throughput speedup compares the output "
+                                "throughput of load runs (hwopt_bench.serve); for other "
+                                "variants leave metric out (the ratio of per-call times)")
+            if isinstance(m, LoadGenMeasurement) and (check.kind in METRICS
+                                                      or check.metric in METRICS):
+                raise RoleError(f"hwopt.{check.kind}: variant {name!r} is a LoadGen variant: "
+                                "LoadGen measures query latency, not TTFT or TPOT "
+                                "(hwopt.latency applies)")
+
+
+def gate_on_loadgen(checks: list[Check], measurements: Mapping[str, Measurement]) -> None:
+    """Every check of a LoadGen variant whose run LoadGen judged INVALID (or whose system
+    under test raised) fails, with LoadGen's reason (``checks`` is updated)."""
+    for n, check in enumerate(checks):
+        m = measurements.get(check.variant)
+        if not isinstance(m, LoadGenMeasurement) or m.valid or check.kind == "failures" \
+                or check.status is FAILED:
+            continue
+        why = m.error or f"{m.loadgen_result}: {m.invalid_reason or 'no reason given'}"
+        checks[n] = dataclasses.replace(check, status=FAILED, point_passed=False,
+                                        message=check.message + f" -- not counted: LoadGen "
+                                        f"run {why}")
 
 
 def gate_on_token_ids(checks: list[Check], measurements: Mapping[str, Measurement]) -> None:

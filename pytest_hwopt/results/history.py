@@ -507,6 +507,8 @@ _SAMPLE_LISTS: Final = ("samples", "rounds_ms", "disturbed", "rounds_disturbed")
 def _result_rows(run_id: int, run: Run) -> Iterator[tuple[object, ...]]:
     for row in run.results:
         test, variant = row["test"], row["variant"]
+        if row.get("median_ms") is None:
+            continue  # a serve variant none of whose requests completed: no figure
         yield (run_id, test, variant, run.references.get((test, variant)),
                float(row["median_ms"]), row.get("mean_ms"), row.get("p95_ms"),
                row.get("min_ms"), row.get("iqr_ms"), row.get("disturbed_fraction"),

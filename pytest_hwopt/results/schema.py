@@ -107,14 +107,15 @@ class MemoryDetails(TypedDict, total=False):
 
 class _VariantResultKeys(TypedDict):
     variant: str
-    median_ms: float
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    min_ms: float
-    iqr_ms: float
-    throughput_per_s: float  # items per second at the median
+    # None only for a serve variant none of whose requests completed
+    median_ms: float | None
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    min_ms: float | None
+    iqr_ms: float | None
+    throughput_per_s: float | None  # items per second at the median
     items: int  # items per call
     calls: int  # timed calls
     calls_per_sample: int
@@ -190,6 +191,31 @@ class VariantResult(_VariantResultKeys, total=False):
     generate_kwargs: dict[str, str]  # repr of each generate() setting the test passed
     attention_backends: list[str]  # flash, memory-efficient, cudnn, math, or eager
     attention_ops: list[str]  # the profiler's names that identify attention
+    # serve variants (hwopt_bench.serve): the ttft/tpot/itl keys above, over requests, and
+    e2e_p50_ms: float | None  # end-to-end, from each request's scheduled send time
+    e2e_p95_ms: float | None
+    e2e_p99_ms: float | None
+    serve: bool
+    request_throughput: float  # completed requests per second
+    output_throughput: float  # output tokens per second
+    completed: int
+    failed: int
+    first_error: str | None
+    duration_s: float  # the load runs' durations, summed
+    send_lag_p99_ms: float | None  # the client's own lag behind its schedule
+    client_behind: bool
+    goodput: float  # requests per second meeting the goodput budget's SLOs
+    goodput_slo: str
+    throughput_rounds_ms: list[float]  # per load run: ms per output token
+    load: dict[str, Any]  # how the load was sent
+    load_rounds: list[dict[str, Any]]  # each load run's figures
+    # LoadGen variants (hwopt_bench.loadgen): LoadGen's own figures
+    loadgen: bool
+    scenario: str
+    loadgen_result: str  # VALID or INVALID
+    invalid_reason: str
+    error: str | None  # the system under test's exception, naming its sample
+    qps: float | None
 
 
 class ResultRow(VariantResult):

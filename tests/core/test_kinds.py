@@ -22,7 +22,9 @@ MARKER_TEXTS = {
                      "times faster than variant `vs` (ratio of medians, 95% CI).",
     "hwopt_latency": "hwopt_latency(p50_ms=None, p95_ms=None, p99_ms=None, mean_ms=None, "
                      "of=None): per-call latency budget in ms.",
-    "hwopt_throughput": "hwopt_throughput(min, of=None): items per second at least `min`.",
+    "hwopt_throughput": "hwopt_throughput(min, of=None): items per second at least `min` "
+                        "(output tokens per second for generation and serve variants, "
+                        "queries per second for LoadGen).",
     "hwopt_memory": "hwopt_memory(max_mb, of=None): peak memory added while the candidate "
                     "runs, at most `max_mb`.",
     "hwopt_accuracy": "hwopt_accuracy(atol=None, rtol=None, vs=None, of=None, rel_l2=None): "
@@ -41,6 +43,12 @@ MARKER_TEXTS = {
     "hwopt_tpot": "hwopt_tpot(p50_ms=None, p95_ms=None, p99_ms=None, of=None): time per "
                   "output token after the first (the decode): (end-to-end - TTFT) / (tokens "
                   "- 1) of a generation variant (hwopt_bench.generate), budget in ms.",
+    "hwopt_goodput": "hwopt_goodput(min, ttft_ms=None, tpot_ms=None, e2e_ms=None, of=None): "
+                     "completed requests per second that met every SLO given (ttft_ms, "
+                     "tpot_ms, e2e_ms) at least `min`, for serve variants.",
+    "hwopt_failures": "hwopt_failures(max, of=None): at most `max` failed requests of a "
+                      "serve variant (below 1: a fraction of those sent); without it any "
+                      "failure fails, as does an INVALID LoadGen run.",
 }
 
 # the factories' signatures as they were written by hand
@@ -57,6 +65,11 @@ FACTORY_SIGNATURES = {
                 "vs: 'str | None' = None, of: 'str | None' = None, "
                 "rel_l2: 'Budget | None' = None, **unknown: 'Any') -> 'pytest.MarkDecorator'",
     "roofline": "(min_fraction: 'Budget | None' = None, of: 'str | None' = None, "
+                "**unknown: 'Any') -> 'pytest.MarkDecorator'",
+    "goodput": "(min: 'Budget | None' = None, ttft_ms: 'Budget | None' = None, "
+               "tpot_ms: 'Budget | None' = None, e2e_ms: 'Budget | None' = None, "
+               "of: 'str | None' = None, **unknown: 'Any') -> 'pytest.MarkDecorator'",
+    "failures": "(max: 'Budget | None' = None, of: 'str | None' = None, "
                 "**unknown: 'Any') -> 'pytest.MarkDecorator'",
 }
 
@@ -87,14 +100,14 @@ def test_registry_is_consistent():
     names = [k.name for k in kinds.all_kinds()]
     assert names == list(BUDGET_KINDS) == list(SIGNATURES)
     assert names == ["speedup", "latency", "throughput", "memory", "accuracy", "cold_start",
-                     "energy", "roofline", "ttft", "tpot"]
+                     "energy", "roofline", "ttft", "tpot", "goodput", "failures"]
     assert tuple(SAMPLED_KINDS) == ("speedup", "latency", "throughput", "ttft", "tpot")
     for kind in kinds.all_kinds():
         sig = kind.signature
         assert SIGNATURES[kind.name] is sig
         assert set(sig.required + sig.one_of + sig.numbers + sig.non_negative) <= set(sig.params)
         assert set(sig.params) <= set(sig.numbers + sig.non_negative + sig.names
-                                      + tuple(key for key, _ in sig.choices))
+                                      + tuple(key for key, _ in sig.choices) + sig.settings)
         assert MARKERS[kind.marker] == kind.marker_text
         assert kind.comparison in (">=", "<=")
         assert kind.sampled == kind.gated_by_accuracy  # speed figures, today
@@ -204,7 +217,7 @@ def test_type_checkers_see_each_built_in_factory_as_the_registry_makes_it():
     hwopt_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Hwopt")
     guarded = next(n for n in hwopt_class.body if isinstance(n, ast.If))
     declared = {f.name: f for f in guarded.body if isinstance(f, ast.FunctionDef)}
-    built_in = registry.BUILTIN + registry.GENERATION
+    built_in = registry.BUILTIN + registry.GENERATION + registry.SERVING
     assert set(declared) == {k.name for k in built_in}
     for kind in built_in:
         fn = declared[kind.name]

@@ -35,6 +35,8 @@ from pytest_hwopt.core.specs import (
     ("roofline", {"min_fraction": 1}, {"min_fraction": 1.0}, None, None),
     ("ttft", {"p95_ms": 20}, {"p95_ms": 20.0}, None, None),
     ("tpot", {"p50_ms": 2, "of": "cached"}, {"p50_ms": 2.0}, None, "cached"),
+    ("goodput", {"min": 4}, {"min": 4.0}, None, None),
+    ("failures", {"max": 0, "of": "server"}, {"max": 0.0}, None, "server"),
 ])
 def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
     spec = parse_marker(kind, (), kwargs)
@@ -44,7 +46,7 @@ def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
 
 def test_every_kind_is_covered():
     assert set(BUDGET_KINDS) == {"speedup", "latency", "throughput", "memory", "accuracy",
-                                 "cold_start", "energy", "roofline", "ttft", "tpot"}
+                                 "cold_start", "energy", "roofline", "ttft", "tpot", "goodput", "failures"}
 
 
 def test_speedup_metric_names_a_generation_figure():
@@ -57,7 +59,7 @@ def test_speedup_metric_names_a_generation_figure():
 @pytest.mark.parametrize("metric", ["TTFT", "itl", 3])
 def test_speedup_metric_must_be_a_known_figure(metric):
     msg = _error("speedup", (), min=2, vs="eager", metric=metric)
-    assert msg == (f"hwopt_speedup: 'metric' must be one of 'ttft', 'tpot' (or left out), "
+    assert msg == (f"hwopt_speedup: 'metric' must be one of 'ttft', 'tpot', 'throughput' (or left out), "
                    f"got {metric!r}")
 
 
@@ -305,3 +307,11 @@ def test_bad_feature_key_names_marker_argument_and_key(budget, words):
     assert message.startswith("hwopt_latency: 'p95_ms' per device: device key")
     for word in words:
         assert word in message
+
+
+def test_goodput_objectives_are_settings_not_budgets():
+    spec = parse_marker("goodput", (), {"min": 2, "ttft_ms": 500, "tpot_ms": 50, "of": "srv"})
+    assert spec.values == {"min": 2.0}
+    assert spec.options == {"ttft_ms": "500.0", "tpot_ms": "50.0"}
+    with pytest.raises(SpecError, match="'ttft_ms' must be positive"):
+        parse_marker("goodput", (), {"min": 2, "ttft_ms": 0})
