@@ -19,7 +19,7 @@ from pytest_hwopt.markers import MARKERS  # noqa: E402
 
 #: the plugin objects registered for a run, by name
 PARTS = ("hwopt-state", "hwopt-collection", "hwopt-fixtures", "hwopt-verdict",
-         "hwopt-reporting", "hwopt-results")
+         "hwopt-reporting", "hwopt-results", "hwopt-server")
 
 
 def settings_of(config: pytest.Config) -> Settings:
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", text)
     state = State(config, options.read_settings(config))
     config.stash[state_key] = state
-    from pytest_hwopt._plugin import collection, fixtures, reporting, results, verdict
+    from pytest_hwopt._plugin import collection, fixtures, reporting, results, server, verdict
 
     manager = config.pluginmanager
     manager.register(state, "hwopt-state")
@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     manager.register(verdict, "hwopt-verdict")
     manager.register(reporting, "hwopt-reporting")
     manager.register(results.ResultsPlugin(config), "hwopt-results")
+    manager.register(server, "hwopt-server")
     state.check_device_and_backends()
 
 
