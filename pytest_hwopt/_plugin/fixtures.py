@@ -139,7 +139,8 @@ def _loadgen_run(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
 def _goodput_objectives(specs: list[Spec], bench: Bench) -> None:
     """Serve variants judged by a goodput budget carry its objectives, so that their
     results write ``goodput``."""
-    from pytest_hwopt.core.served import ServeMeasurement, Slo
+    from pytest_hwopt.core.served import ServeMeasurement
+    from pytest_hwopt.core.serving import Slo
 
     assert bench.result is not None
     serves = {n: m for n, m in bench.result.measurements.items()

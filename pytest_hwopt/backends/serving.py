@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_hwopt.core.served import LoadGenLoad, LoadGenMeasurement, RoundFigures, ServeLoad
+
+if TYPE_CHECKING:
+    from pytest_hwopt.backends.openai_load import LoadRun
 
 #: requests sent, all at once and untimed, before a serve variant's first load run: the
 #: server loads its model and compiles its kernels on the first requests it gets
@@ -32,36 +35,45 @@ def load_round(load: ServeLoad, index: int) -> RoundFigures:
         run_load(load.base_url, prompts=load.prompts,
                  schedule=[0.0] * min(WARMUP_REQUESTS, load.num_requests),
                  max_concurrency=None, max_tokens=load.max_tokens, model=load.model,
-                 endpoint=load.endpoint, timeout_s=load.timeout_s)
+                 endpoint=load.endpoint,  # type: ignore[arg-type]  # validated by ServeLoad
+                 timeout_s=load.timeout_s)
     schedule = send_schedule(load.num_requests, load.rate, load.burstiness, load.seed + index)
     run = run_load(load.base_url, prompts=load.prompts, schedule=schedule,
                    max_concurrency=load.max_concurrency, max_tokens=load.max_tokens,
-                   model=load.model, endpoint=load.endpoint, timeout_s=load.timeout_s)
-    return round_figures(run, load)
+                   model=load.model,
+                   endpoint=load.endpoint,  # type: ignore[arg-type]  # validated by ServeLoad
+                   timeout_s=load.timeout_s)
+    return round_figures(run)
 
 
-def round_figures(run: Any, load: ServeLoad) -> RoundFigures:
-    """The figures of one finished load run (``openai_load.LoadRun``)."""
-    from pytest_hwopt.core.serving import first_error, request_metrics, summarize
+def round_figures(run: LoadRun) -> RoundFigures:
+    """The figures of one finished load run: per completed request its TTFT, TPOT, ITLs
+    and end-to-end time (ms, from its scheduled send time), and the run's summary
+    (:func:`pytest_hwopt.core.serving.summarize`; a figure without samples is None)."""
+    from pytest_hwopt.core.serving import first_error, summarize
 
-    done = [r for r in run.records if r.error is None]
-    metrics = [request_metrics(r) for r in done]
-    summary = summarize(run.records, run.started_s, run.finished_s,
-                        mean_gap_s=None if math.isinf(load.rate) else 1.0 / load.rate)
-    summary = dict(summary, client_cpu_ms_per_request=(
-        run.client_cpu_s * 1000.0 / len(run.records) if run.records else None))
+    done = [r for r in run.records if r.ok]
+    summary: dict[str, Any] = dict(summarize(run.records, run.started_s, run.finished_s))
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+               for k, v in summary.items()}
+    summary["client_cpu_ms_per_request"] = run.client_cpu_s * 1000.0 / len(run.records)
     return RoundFigures(
-        ttft_ms=tuple(m.ttft_ms for m in metrics),
-        tpot_ms=tuple(m.tpot_ms for m in metrics),
-        itl_ms=tuple(tuple(m.itl_ms) for m in metrics),
-        e2e_ms=tuple(m.e2e_ms for m in metrics),
-        tokens=tuple(m.output_tokens for m in metrics),
-        send_lag_ms=tuple((r.sent_s - r.scheduled_s) * 1000.0 for r in run.records),
+        ttft_ms=tuple(_ms(r.ttft_s) or 0.0 for r in done),
+        tpot_ms=tuple(_ms(r.tpot_s) for r in done),
+        itl_ms=tuple(tuple(g * 1000.0 for g in r.itl_s) for r in done),
+        e2e_ms=tuple(r.e2e_s * 1000.0 for r in done),
+        tokens=tuple(r.output_tokens for r in done),
+        send_lag_ms=tuple(lag * 1000.0 for r in run.records
+                          if (lag := r.send_lag_s) is not None),
         failed=len(run.records) - len(done),
         first_error=first_error(run.records),
         duration_s=float(summary["duration_s"]),
         client_behind=bool(summary["client_behind"]),
         summary=summary)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
 
 
 def loadgen_measurement(load: LoadGenLoad, folder: Path) -> LoadGenMeasurement:

@@ -35,10 +35,10 @@ from pytest_hwopt.core.served import (
     THROUGHPUT,
     LoadGenMeasurement,
     ServeMeasurement,
-    Slo,
     is_load,
     run_check,
 )
+from pytest_hwopt.core.serving import Slo
 
 if TYPE_CHECKING:
     from pytest_hwopt.core.specs import Spec
@@ -880,7 +880,8 @@ SERVING: Final = (
     BudgetKind(
         name="goodput",
         signature=Signature(("min", "ttft_ms", "tpot_ms", "e2e_ms", "of"), required=("min",),
-                            numbers=("min",), settings=("ttft_ms", "tpot_ms", "e2e_ms")),
+                            one_of=("ttft_ms", "tpot_ms", "e2e_ms"), numbers=("min",),
+                            settings=("ttft_ms", "tpot_ms", "e2e_ms")),
         description="completed requests per second that met every SLO given (ttft_ms, "
                     "tpot_ms, e2e_ms) at least `min`, for serve variants.",
         evaluate=per_value(_goodput), unit="req/s", higher_is_better=True,

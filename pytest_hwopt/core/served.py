@@ -30,6 +30,7 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.checks import FAILED, PASSED, Check
 from pytest_hwopt.core.generation import GenerationMeasurement
 from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.serving import Slo
 
 #: the figures a speedup may read from two serve variants beyond TTFT and TPOT
 THROUGHPUT: Final = "throughput"
@@ -185,32 +186,6 @@ def _number(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class Slo:
-    """Service-level objectives of a goodput budget (ms; None: not part of it).
-
-    A request is good when it completed and met every objective given (vLLM's
-    ``--goodput``: TTFT, TPOT and end-to-end time at most the given milliseconds).
-    """
-
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2e_ms: float | None = None
-
-    def met(self, ttft_ms: float, tpot_ms: float | None, e2e_ms: float) -> bool:
-        if self.ttft_ms is not None and ttft_ms > self.ttft_ms:
-            return False
-        if self.tpot_ms is not None and tpot_ms is not None and tpot_ms > self.tpot_ms:
-            return False
-        return self.e2e_ms is None or e2e_ms <= self.e2e_ms
-
-    def describe(self) -> str:
-        parts = [f"{name} <= {value:g} ms" for name, value in
-                 (("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms), ("e2e", self.e2e_ms))
-                 if value is not None]
-        return ", ".join(parts) or "no objective"
-
-
-@dataclass(frozen=True)
 class RoundFigures:
     """One load run's figures (one round of a serve variant).
 
@@ -245,7 +220,8 @@ class RoundFigures:
 
     def good(self, slo: Slo) -> int:
         """Completed requests that met every objective of ``slo``."""
-        return sum(slo.met(t, p, e) for t, p, e in zip(self.ttft_ms, self.tpot_ms, self.e2e_ms))
+        return sum(slo.met(t, p, e) for t, p, e in zip(self.ttft_ms, self.tpot_ms,
+                                                        self.e2e_ms))
 
 
 @dataclass

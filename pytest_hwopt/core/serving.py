@@ -166,10 +166,21 @@ class Slo:
     def met_by(self, record: RequestRecord) -> bool:
         """Whether a completed request meets every objective given. As vLLM, a request
         with fewer than 2 tokens has TPOT 0 here, and one without a content chunk TTFT 0."""
-        checks = ((self.ttft_ms, record.ttft_s), (self.tpot_ms, record.tpot_s),
-                  (self.e2e_ms, record.e2e_s))
-        return all(limit is None or (value or 0.0) * 1000.0 <= limit
-                   for limit, value in checks)
+        def ms(value: float | None) -> float | None:
+            return None if value is None else value * 1000.0
+
+        return self.met(ms(record.ttft_s), ms(record.tpot_s), record.e2e_s * 1000.0)
+
+    def met(self, ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float) -> bool:
+        """:meth:`met_by` on a request's figures in ms (None: not defined, counts as 0)."""
+        checks = ((self.ttft_ms, ttft_ms), (self.tpot_ms, tpot_ms), (self.e2e_ms, e2e_ms))
+        return all(limit is None or (value or 0.0) <= limit for limit, value in checks)
+
+    def describe(self) -> str:
+        """``TTFT <= 500 ms, TPOT <= 50 ms``."""
+        return ", ".join(f"{name} <= {value:g} ms" for name, value in
+                         (("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms),
+                          ("e2e", self.e2e_ms)) if value is not None)
 
 
 def _percentiles_ms(name: str, samples_s: Sequence[float]) -> Summary:

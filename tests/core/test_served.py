@@ -15,8 +15,8 @@ from pytest_hwopt.core.served import (
     RoundFigures,
     ServeLoad,
     ServeMeasurement,
-    Slo,
 )
+from pytest_hwopt.core.serving import Slo
 from pytest_hwopt.core.specs import parse_marker
 from pytest_hwopt.core.verdicts import RoleError, evaluate_all
 

@@ -35,7 +35,6 @@ from pytest_hwopt.core.specs import (
     ("roofline", {"min_fraction": 1}, {"min_fraction": 1.0}, None, None),
     ("ttft", {"p95_ms": 20}, {"p95_ms": 20.0}, None, None),
     ("tpot", {"p50_ms": 2, "of": "cached"}, {"p50_ms": 2.0}, None, "cached"),
-    ("goodput", {"min": 4}, {"min": 4.0}, None, None),
     ("failures", {"max": 0, "of": "server"}, {"max": 0.0}, None, "server"),
 ])
 def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
@@ -315,3 +314,5 @@ def test_goodput_objectives_are_settings_not_budgets():
     assert spec.options == {"ttft_ms": "500.0", "tpot_ms": "50.0"}
     with pytest.raises(SpecError, match="'ttft_ms' must be positive"):
         parse_marker("goodput", (), {"min": 2, "ttft_ms": 0})
+    with pytest.raises(SpecError, match="give at least one of ttft_ms, tpot_ms, e2e_ms"):
+        parse_marker("goodput", (), {"min": 2})
