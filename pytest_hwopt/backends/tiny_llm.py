@@ -43,7 +43,8 @@ Verified with transformers 5.24.0 (``serving`` extra: fastapi 0.165, uvicorn 0.5
   first request, not at start-up. Its paged KV cache is sized from the free memory unless
   ``--cb-num-blocks``/``--cb-max-batch-tokens`` are given: 6.5 GB resident and 15 s for
   the first request here, hence :data:`CB_DEFAULTS` (about 0.5 GB resident, first request
-  0.2-0.3 s). A server with it takes 2-5 s to exit on SIGTERM (without: about 1 s).
+  0.2-0.3 s). A server exits 0.6-0.7 s after SIGTERM (once over 2 s with continuous
+  batching, just after a burst of requests).
 - **Timings** (the defaults of :func:`save_tiny_llama`: 1024-token vocabulary, hidden size
   64, 2 layers, 0.2 M parameters; ``OMP_NUM_THREADS=1``; AMD EPYC, 2 vCPUs, with other
   benchmarks running at a higher priority, so upper bounds; medians):
@@ -58,7 +59,9 @@ Verified with transformers 5.24.0 (``serving`` extra: fastapi 0.165, uvicorn 0.5
     torch threads on two busy cores made generating 9 times slower, hence one;
   - 64-token streamed completions sent at once, sequential vs continuous batching: 4 in
     1.06 s vs 0.53 s, 8 in 2.45 s vs 0.73-0.82 s, 16 in 4.48 s vs 1.13-1.26 s; a single one
-    is slower with it (320-370 ms vs 290 ms).
+    is slower with it (320-370 ms vs 290 ms). The server's CPU time per 64-token
+    completion (less disturbed by the other load): 230 ms alone and 280 ms eight at a time
+    sequentially; 350 ms alone and 56 ms eight at a time with continuous batching.
 """
 
 from __future__ import annotations
