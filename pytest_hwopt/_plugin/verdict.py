@@ -81,7 +81,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
     bench = pyfuncitem.stash.get(bench_key, None)
     state = state_of(pyfuncitem.config)
     record: dict[str, Any]
-    if bench is not None and bench.variants:
+    if bench is not None and (bench.variants or bench.serves or bench.loadgens):
         from pytest_hwopt.core.calls import DeferredOutput
 
         try:

@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
-
 from pytest_hwopt.core import stats
 
 #: percentiles written to the summary (``ttft_p50_ms`` ...)
@@ -70,6 +68,8 @@ def send_schedule(num_requests: int, rate: float, burstiness: float = 1.0,
         raise ValueError(f"burstiness must be positive and finite, got {burstiness}")
     if math.isinf(rate):
         return [0.0] * num_requests
+    import numpy as np  # here, not at import: the plugin loads this module at start-up
+
     rng = np.random.default_rng(seed)
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=num_requests - 1)
     return [0.0, *(float(t) for t in np.cumsum(gaps))]

@@ -96,6 +96,9 @@ def render(document: ResultsDocument) -> str:
         "No prepare or first-call times in the document.")))
 
     sections.append(("roofline", "Roofline", _roofline_section(go, document, figures, names)))
+    serving = _serving_section(go, document.get("results") or [], figures, names)
+    if serving:
+        sections.append(("serving", "Serving under load", serving))
     history = dict(document).get("history")
     if isinstance(history, Mapping) and history:  # --hwopt-history: each variant's series
         from pytest_hwopt.results.trends import EMPTY, TREND_CAPTION, trend_figure
@@ -288,6 +291,23 @@ def _figure_section(fig: Any, figures: list[tuple[str, Any]], pid: str, caption:
     figures.append((f"plot-{pid}", fig))
     return (f'<p class="caption">{_esc(caption)}{key}</p>'
             f'<div class="hwopt-plot" id="plot-{_esc(pid)}"></div>')
+
+
+def _serving_section(go: Any, results: Sequence[ResultRow], figures: list[tuple[str, Any]],
+                     names: Mapping[str, str]) -> str:
+    """Serve variants as a table, and each rate sweep as a plot; "" without serve
+    variants."""
+    from pytest_hwopt.results import serving_report
+
+    rows = serving_report.serve_rows(results)
+    if not rows:
+        return ""
+    parts = [serving_report.table_html(rows, names)]
+    for n, (test, sweep) in enumerate(serving_report.sweeps(rows).items()):
+        parts.append(_figure_section(serving_report.sweep_figure(go, names.get(test, test),
+                                                                 sweep),
+                                     figures, f"sweep-{n}", serving_report.CAPTION, ""))
+    return "\n".join(parts)
 
 
 def _status_key() -> str:
