@@ -398,10 +398,56 @@ class _ResultsDocumentKeys(TypedDict):
     checks: list[CheckRecord]
 
 
+class Revision(TypedDict):
+    """What was measured, and when (``--hwopt-json``; the history store records it)."""
+
+    time: str  # when the run ended, ISO 8601 UTC
+    commit: str | None  # from the CI's variables, else git; None where unknown
+    branch: str | None
+
+
+class HistoryChange(TypedDict):
+    """A change point of a series (``results.changepoints``)."""
+
+    index: int  # the first value after the step
+    run: int  # the store's id of that run
+    before: float  # geometric mean of the segment before (ms)
+    after: float  # of the segment after (ms)
+    step: float  # after / before - 1: +0.25 is 25% slower
+    p: float  # two-sided t-test of the two segments' log values
+
+
+class HistorySeries(TypedDict):
+    """One variant's medians over the runs of one machine fingerprint."""
+
+    test: str
+    variant: str
+    unit: str  # "ms"
+    runs: list[int]  # the store's run ids, oldest first
+    times: list[str]  # when each run was recorded (ISO 8601 UTC)
+    commits: list[str | None]
+    values: list[float]  # the variant's median per run
+    changes: list[HistoryChange]
+
+
+class _HistorySectionKeys(TypedDict):
+    store: str  # the store's path
+    machine: str  # the machine fingerprint the series belong to
+    series: list[HistorySeries]
+
+
+class HistorySection(_HistorySectionKeys, total=False):
+    """``--hwopt-history``: this run's tests' series in the store, with change points."""
+
+    changes_note: str  # why no change points were sought (ruptures missing)
+
+
 class ResultsDocument(_ResultsDocumentKeys, total=False):
     """The whole ``--hwopt-json`` document."""
 
     baseline: BaselineSection
+    revision: Revision
+    history: HistorySection
 
 
 # ---- building and reading ----------------------------------------------------------------

@@ -277,7 +277,13 @@ def test_the_json_and_the_html_report_show_each_variants_history(suite, fast_arg
     result = run(suite, *fast_args, "--hwopt-history=h.sqlite", "--hwopt-html=report.html",
                  "--hwopt-json=run.json")
     result.assert_outcomes(passed=1)
-    section = json.loads((suite.path / "run.json").read_text())["history"]
+    document = json.loads((suite.path / "run.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_hwopt.results.schema import json_schema
+
+    jsonschema.Draft202012Validator(json_schema()).validate(document)  # history, revision
+    assert set(document["revision"]) == {"time", "commit", "branch"}
+    section = document["history"]
     assert section["store"].endswith("h.sqlite")
     assert sorted((s["variant"], s["runs"]) for s in section["series"]) == [
         ("fast", [1, 2, 3]), ("slow", [1, 2, 3])]  # this run is the last point

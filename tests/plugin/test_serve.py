@@ -89,6 +89,10 @@ def test_serve(hwopt_server, hwopt_bench):
     result = served.runpytest("--hwopt-json=out.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     doc = json.loads((served.path / "out.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_hwopt.results.schema import json_schema
+
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)  # the shipped format
     (res,) = doc["results"]
     for key in ("ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p95_ms",
                 "tpot_p99_ms", "itl_p50_ms", "itl_p95_ms", "itl_p99_ms", "e2e_p50_ms",
@@ -218,6 +222,10 @@ def test_loadgen(hwopt_bench):
 ''')
     result = pytester.runpytest("--hwopt-json=out.json", "-p", "no:cacheprovider")
     doc = json.loads((pytester.path / "out.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    from pytest_hwopt.results.schema import json_schema
+
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)
     (res,) = doc["results"]
     assert res["loadgen_result"] in ("VALID", "INVALID") and res["scenario"] == "Server"
     assert res["p99_ms"] is not None and res["qps"] > 0

@@ -112,7 +112,8 @@ def test_the_schema_is_a_valid_draft_2020_12_schema():
 # the TypedDicts that describe a part of the written document; each has a $defs entry
 IN_DOCUMENT = ("ResultsDocument", "Environment", "SettingsRecord", "Peak", "PublishedPeak",
                "RecordMeta", "Contention", "Telemetry", "ResultRow", "MemoryDetails",
-               "CheckRecord", "CheckDetail", "BaselineSection", "BaselineRow")
+               "CheckRecord", "CheckDetail", "BaselineSection", "BaselineRow", "Revision",
+               "HistorySection", "HistorySeries", "HistoryChange")
 JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean",
              type(None): "null"}
 
