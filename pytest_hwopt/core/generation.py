@@ -39,10 +39,11 @@ from typing import Any, Final
 from pytest_hwopt.core import stats
 from pytest_hwopt.core.checks import FAILED, PASSED, Check
 from pytest_hwopt.core.measurement import Measurement, MeasurementExtra
+from pytest_hwopt.core.metric_names import GENERATION_METRICS
 from pytest_hwopt.core.timing import Timed, Timer, Work, time_flagged
 
 #: the figures of a generation variant a budget or a speedup may be read from
-METRICS: Final = ("ttft", "tpot")
+METRICS: Final = GENERATION_METRICS
 #: percentiles written to the results (``ttft_p50_ms`` ...)
 PERCENTILES: Final = (50, 95, 99)
 

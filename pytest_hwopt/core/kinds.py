@@ -24,24 +24,21 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.accuracy import Tolerance, accuracy_check, tolerance_of
 from pytest_hwopt.core.checks import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Check, Status
 from pytest_hwopt.core.devicekeys import Budget, resolve_budget
-from pytest_hwopt.core.generation import METRICS, GenerationMeasurement, token_check
 from pytest_hwopt.core.measurement import (
     MAX_DISTURBED_FRACTION,
     MIN_CLEAN,
     Measurement,
     clean_round_pairs,
 )
-from pytest_hwopt.core.served import (
-    THROUGHPUT,
-    LoadGenMeasurement,
-    ServeMeasurement,
-    is_load,
-    run_check,
-)
-from pytest_hwopt.core.serving import Slo
+from pytest_hwopt.core.metric_names import GENERATION_METRICS as METRICS
+from pytest_hwopt.core.metric_names import THROUGHPUT
 
 if TYPE_CHECKING:
+    from pytest_hwopt.core.serving import Slo
     from pytest_hwopt.core.specs import Spec
+
+# The measurements of generation, serve and LoadGen variants are imported where a figure
+# is read, not here: this registry loads when pytest starts, they only when a test ran.
 
 V = TypeVar("V")
 
@@ -548,6 +545,7 @@ def _plain_views(ev: Evaluation) -> Evaluation | None:
     ``speedup(metric=)``) as plain per-call measurements (:meth:`GenerationMeasurement.view`)
     and a latency kind in place of TTFT or TPOT; None where a side is no generation
     variant or the figure is not defined."""
+    from pytest_hwopt.core.generation import GenerationMeasurement
     metric = ev.kind.name if ev.kind.name in METRICS else ev.spec.options.get("metric", "")
     views: list[Measurement | None] = []
     for m in (ev.candidate, ev.reference):
@@ -634,6 +632,8 @@ def rate_figure(samples: Sequence[float], items: int, confidence: float,
 # ---- the kinds -----------------------------------------------------------------------------
 
 def _speedup(ev: Evaluation, param: str) -> Figure | None:
+    from pytest_hwopt.core.generation import GenerationMeasurement
+    from pytest_hwopt.core.served import is_load
     ref = ev.require_reference()
     cand = ev.candidate
     metric = ev.spec.options.get("metric")
@@ -655,6 +655,7 @@ def _speedup(ev: Evaluation, param: str) -> Figure | None:
 
 
 def _latency(ev: Evaluation, param: str) -> Figure | None:
+    from pytest_hwopt.core.served import LoadGenMeasurement
     cand = ev.candidate
     if isinstance(cand, LoadGenMeasurement):  # LoadGen's own percentile, its query counts
         value = cand.percentile_ms(param)
@@ -673,6 +674,7 @@ def _latency(ev: Evaluation, param: str) -> Figure | None:
 
 
 def _throughput(ev: Evaluation, param: str) -> Figure | None:
+    from pytest_hwopt.core.served import LoadGenMeasurement, ServeMeasurement
     cand = ev.candidate
     if isinstance(cand, ServeMeasurement):  # output tokens per second of its load runs
         return Figure(value=cand.output_throughput) if cand.completed else None
@@ -720,6 +722,8 @@ def _generation_latency(metric: str) -> FigureOf:
     """A TTFT or TPOT percentile of a generation variant, read as a per-call latency
     percentile of its per-call values (:meth:`GenerationMeasurement.view`)."""
     def figure(ev: Evaluation, param: str) -> Figure | None:
+        from pytest_hwopt.core.generation import GenerationMeasurement
+
         cand = ev.candidate
         if not isinstance(cand, GenerationMeasurement):
             return None  # verdicts.evaluate_all names the variant that is no generation
@@ -733,6 +737,8 @@ def _generation_latency(metric: str) -> FigureOf:
 
 
 def _accuracy(ev: Evaluation) -> list[Check]:
+    from pytest_hwopt.core.generation import GenerationMeasurement, token_check
+    from pytest_hwopt.core.served import is_load
     ref = ev.require_reference()
     if is_load(ev.candidate) or is_load(ref):
         return [Check(kind="accuracy", variant=ev.candidate.name, vs=ev.spec.vs,
@@ -850,6 +856,7 @@ for _kind in GENERATION:
 # ---- serving under load (hwopt_bench.serve, hwopt_bench.loadgen) ----------------------------
 
 def _goodput(ev: Evaluation, param: str) -> Figure | None:
+    from pytest_hwopt.core.served import ServeMeasurement
     cand = ev.candidate
     if not isinstance(cand, ServeMeasurement):
         return None
@@ -858,6 +865,7 @@ def _goodput(ev: Evaluation, param: str) -> Figure | None:
 
 
 def _slo(spec: Spec) -> Slo:
+    from pytest_hwopt.core.serving import Slo
     def ms(name: str) -> float | None:
         value = spec.options.get(name)
         return None if value is None else float(value)
@@ -866,6 +874,7 @@ def _slo(spec: Spec) -> Slo:
 
 
 def _failures(ev: Evaluation) -> list[Check]:
+    from pytest_hwopt.core.served import run_check
     raw = ev.spec.values.get("max", 0.0)
     budget, _ = resolve_budget(raw, ev.device_keys)
     check = run_check(ev.candidate, 0.0 if budget is None else budget)

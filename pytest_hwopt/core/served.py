@@ -30,10 +30,9 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.checks import FAILED, PASSED, Check
 from pytest_hwopt.core.generation import GenerationMeasurement
 from pytest_hwopt.core.measurement import Measurement
+from pytest_hwopt.core.metric_names import THROUGHPUT
 from pytest_hwopt.core.serving import Slo
 
-#: the figures a speedup may read from two serve variants beyond TTFT and TPOT
-THROUGHPUT: Final = "throughput"
 #: the result keys of a serve variant's end-to-end percentiles
 E2E_PERCENTILES: Final = (50, 95, 99)
 #: written with each serve result: where the definitions come from

@@ -36,7 +36,8 @@ from pytest_hwopt.core.generation import (
     token_difference,
 )
 from pytest_hwopt.core.measurement import Measurement, clean_round_pairs
-from pytest_hwopt.core.served import THROUGHPUT, LoadGenMeasurement, ServeMeasurement, is_load
+from pytest_hwopt.core.metric_names import THROUGHPUT
+from pytest_hwopt.core.served import LoadGenMeasurement, ServeMeasurement, is_load
 from pytest_hwopt.core.specs import Spec
 
 __all__ = ["FAILED", "INCONCLUSIVE", "PASSED", "REPORTED", "SAMPLED_KINDS", "SKIPPED", "Check",

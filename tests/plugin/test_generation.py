@@ -200,5 +200,5 @@ def test_it(hwopt_bench):
 ''')
     result = pytester.runpytest("--hwopt-device=cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*hwopt_speedup: 'metric' must be one of 'ttft', 'tpot' "
-                                 "(or left out), got 'e2e'*"])
+    result.stdout.fnmatch_lines(["*hwopt_speedup: 'metric' must be one of 'ttft', 'tpot', "
+                                 "'throughput' (or left out), got 'e2e'*"])
