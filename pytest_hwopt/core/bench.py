@@ -367,6 +367,16 @@ class Bench:
             if index + 1 >= MIN_UNCLEAR_LOAD_ROUNDS \
                     and self._clock() - start >= self._engine.config.max_time_s:
                 break
+        for load in loads:  # the load generator's own lag is in every result; say so here too
+            m = result.measurements[load.name]
+            assert isinstance(m, ServeMeasurement)
+            if m.client_behind:
+                behind = sum(r.client_behind for r in m.load_rounds)
+                self.notes[f"client behind: {load.name}"] = (
+                    f"the load generator fell behind its schedule in {behind} of "
+                    f"{len(m.load_rounds)} load run(s) (send lag p99 "
+                    f"{m.send_lag_p99_ms:.3g} ms): latencies count from the scheduled "
+                    "times, so they include that lag")
 
     def call_of(self, name: str) -> Callable[[], Any]:
         """One complete call of measured variant ``name``, as the engine makes it (setup,
