@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                               "PATTERN")
     history.add_argument("--fail-on-change", action="store_true",
                          help="exit with status 1 when the newest segment of a series is a "
-                              "significant slowdown")
+                              "significant slowdown (at 1%% family-wise over all variants)")
     return parser
 
 
@@ -103,7 +103,8 @@ def run_history(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     changes = sum(len(a.changes) for a in analysed)
     print(f"{len(analysed)} series, {changes} change point(s) (p < {changepoints.ALPHA}, "
           f"steps of at least {changepoints.MIN_STEP:.0%}); newest segment slower in "
-          f"{len(slow)}", file=out)
+          f"{len(slow)} (significant at {changepoints.ALPHA} over all variants, Holm)",
+          file=out)
     for a in slow:
         cp = a.newest_slowdown
         assert cp is not None

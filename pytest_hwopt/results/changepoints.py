@@ -169,6 +169,23 @@ def _tested(logs: Sequence[float], cuts: Sequence[int], floor: float) -> list[Ch
     return out
 
 
+def holm(p_values: Sequence[float], alpha: float = ALPHA, tests: int | None = None
+         ) -> list[bool]:
+    """Which of ``p_values`` are significant at family-wise error rate ``alpha`` over
+    ``tests`` tests (at least ``len(p_values)``; the tests not given were not candidates),
+    by Holm's step-down rule (S. Holm, "A simple sequentially rejective multiple test
+    procedure", Scand. J. Statist. 1979): the k-th smallest p (k from 0) must be at most
+    ``alpha / (tests - k)``, and every smaller one significant too."""
+    m = max(tests or 0, len(p_values))
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    out = [False] * len(p_values)
+    for k, i in enumerate(order):
+        if p_values[i] > alpha / (m - k):
+            break
+        out[i] = True
+    return out
+
+
 def newest_segment(values: Sequence[float], points: Sequence[ChangePoint]) -> list[float]:
     """The values since the last change point (all of them without one)."""
     start = points[-1].index if points else 0

@@ -100,14 +100,28 @@ def analyse(series: Iterable[Series], *, alpha: float = changepoints.ALPHA,
             for s in series]
 
 
-def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_STEP
-              ) -> list[Analysed]:
+def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_STEP,
+              alpha: float = changepoints.ALPHA) -> list[Analysed]:
     """Variants whose newest segment is a significant slowdown, by the rule of
     :attr:`Verdict.regressed`: where the variant has a ratio series, that series' newest
     segment is a significant slowdown and the times of its runs are at least ``1 +
     min_step`` above those of the segment before (the ratio series is returned); else the
     time series' newest segment is a significant slowdown. Of a variant and its reference,
-    only the one whose times moved further across that change counts."""
+    only the one whose times moved further across that change counts.
+
+    Asking this of every variant at once is one test per variant: the slowdowns kept are
+    those significant at family-wise error rate ``alpha`` over all variants
+    (:func:`changepoints.holm`), so a store of a hundred series does not raise about one
+    false alarm per check, as ``alpha`` per series would (each series' change points are
+    still found at ``alpha``)."""
+    found = _slowdown_candidates(analysed, min_step)
+    tested = sum(1 for a in analysed if a.series.kind == TIME)
+    keep = changepoints.holm([a.newest_slowdown.p for a in found  # type: ignore[union-attr]
+                              ], alpha, tested)
+    return [a for a, kept in zip(found, keep) if kept]
+
+
+def _slowdown_candidates(analysed: Sequence[Analysed], min_step: float) -> list[Analysed]:
     ratio = {(a.series.fingerprint, a.series.test, a.series.variant): a
              for a in analysed if a.series.kind == RATIO}
     times_of = {(a.series.fingerprint, a.series.test, a.series.variant): a.series

@@ -141,3 +141,16 @@ def test_the_trend_figure_draws_a_line_per_variant_and_marks_changes():
     fig = trend_figure(go, section, [{"test": "t.py::test_op", "name": "test_op"}])
     assert [t.name for t in fig.data] == ["test_op slow", "test_op fast", "test_op fast: change"]
     assert trend_figure(go, {"series": []}, []) is None
+
+
+def test_holm_controls_the_family_of_series():
+    # one p below alpha is not a slowdown among a hundred series ...
+    assert changepoints.holm([0.008], 0.01, tests=100) == [False]
+    # ... unless it clears alpha / 100
+    assert changepoints.holm([5e-5], 0.01, tests=100) == [True]
+    # step-down: the smallest against alpha/m, the next against alpha/(m-1) ...
+    assert changepoints.holm([0.001, 0.006, 0.02], 0.01, tests=3) == [True, False, False]
+    assert changepoints.holm([0.002, 0.004], 0.01, tests=2) == [True, True]
+    # once one fails, the larger ones fail too
+    assert changepoints.holm([0.02, 0.001, 0.0051], 0.01) == [False, True, False]
+    assert changepoints.holm([], 0.01, tests=5) == []
