@@ -5,10 +5,9 @@ from configs with random weights (nothing is downloaded).
 Needs the ``llm`` extra (``pip install 'pytest-hwopt[llm]'``); without ``transformers`` the
 module is skipped with that reason.
 
-Budgets are directions (>= 1.0x) where every fresh process read the ratio well above 1
-(three report-only runs on the 2-core CI machine kind while it was shared: see the README);
-the spread between fresh processes could not be measured on a quiet machine, so no tighter
-budget is set, and the other figures are reported as notes.
+Budgets sit about 20% below the lowest ratio that four fresh processes read on the quiet
+2-core CI machine kind (AMD EPYC, AVX2, no AVX-512; ``pytest suites/test_generation.py
+--hwopt-report-only``, figures in the README); the other figures are reported as notes.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def prompt(length: int, batch: int = 1):
     return ids, torch.ones_like(ids)
 
 
-@hwopt.speedup(min=1.0, vs="recompute-32", of="dynamic-32", metric="tpot")
+@hwopt.speedup(min=1.1, vs="recompute-32", of="dynamic-32", metric="tpot")  # read 1.26-1.49x
 @hwopt.accuracy(vs="recompute-32", of="dynamic-32")
 @hwopt.accuracy(vs="recompute-32", of="static-32")
 def test_kv_cache_tpot(hwopt_bench):
@@ -76,7 +75,7 @@ def test_kv_cache_tpot(hwopt_bench):
                      r["dynamic-32"].tpot_p50_ms / r["static-32"].tpot_p50_ms)
 
 
-@hwopt.speedup(min=1.0, vs="eager", of="sdpa", metric="ttft")
+@hwopt.speedup(min=2.5, vs="eager", of="sdpa", metric="ttft")  # read 3.10-4.03x
 @hwopt.accuracy(vs="eager", of="sdpa")
 def test_sdpa_vs_eager_attention_ttft(hwopt_bench):
     """A 1024-token prompt: SDPA's fused kernel against eager attention's explicit scores
@@ -93,7 +92,9 @@ def test_sdpa_vs_eager_attention_ttft(hwopt_bench):
     hwopt_bench.note("ttft_eager_over_sdpa", r["eager"].ttft_p50_ms / r["sdpa"].ttft_p50_ms)
 
 
-@hwopt.speedup(min=1.0, vs="cached-512", of="cached-64", metric="ttft")
+@hwopt.speedup(min=2.5, vs="cached-512", of="cached-64", metric="ttft")  # read 3.03-3.41x
+# without a cache each new token recomputes the whole context: TPOT grows with the prompt
+@hwopt.speedup(min=2.5, vs="recompute-512", of="recompute-64", metric="tpot")  # 3.96-4.45x
 def test_prompt_length_scaling(hwopt_bench):
     """TTFT grows with the prompt; with a cache TPOT stays nearly flat, without one it grows
     with the context it recomputes."""
