@@ -19,12 +19,13 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import urllib.request
 
 PLACEHOLDER: Final = "{port}"
 #: log lines an error message and a test report show
@@ -201,6 +202,8 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 def _await_health(server: ServerProcess, health: str, timeout_s: float) -> None:
+    import urllib.request  # here: the plugin loads this module when pytest starts
+
     url = server.url + health
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
     started = time.monotonic()
@@ -226,6 +229,8 @@ def _await_health(server: ServerProcess, health: str, timeout_s: float) -> None:
 
 def _ask(opener: urllib.request.OpenerDirector, url: str, timeout_s: float) -> str:
     """One health request: "200", another status code, or why there was no answer."""
+    import urllib.error
+
     try:
         with opener.open(url, timeout=max(timeout_s, 0.01)) as response:
             return str(response.status)

