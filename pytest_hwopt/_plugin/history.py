@@ -165,6 +165,7 @@ class SessionHistory:
                     self.busy.append(f"{r['test']} {r['variant']}")
                     continue
                 self.verdicts.append(v)
+            self.verdicts = series.with_siblings(self.verdicts)
         if not results:
             self.notes.append("hwopt: nothing measured; run not added to the history")
             return

@@ -11,6 +11,7 @@ slowdown only when both of its series show it (one series where it has no refere
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,10 @@ class Verdict:
     min_step: float = changepoints.MIN_STEP
     #: the reference's time now / its history's geometric mean (None without one)
     reference_move: float | None = None
+    #: for a variant judged on its time alone (no reference of its own: a test's reference
+    #: itself), the geometric mean of the same ratio over the test's other judged variants
+    #: (None without any): a machine slower today for every variant moves them all
+    siblings_move: float | None = None
 
     def _moved_more(self) -> bool:
         """This variant's time moved further from its history than its reference's did, so
@@ -188,6 +193,16 @@ class Verdict:
         if self.reference_move is None:
             return True
         return abs(math.log(self.time.ratio)) > abs(math.log(self.reference_move))
+
+    def _beyond_siblings(self, *, slower: bool) -> bool:
+        """A time-only verdict holds when the variant also moved beyond the limit against
+        the test's other variants in this run (their ``siblings_move``): the within-run
+        comparison that cancels a machine slower today, for a variant with no reference."""
+        assert self.time is not None
+        if self.siblings_move is None:
+            return True
+        relative = self.time.ratio / self.siblings_move
+        return relative > self.time.limit if slower else relative < 1.0 / self.time.limit
 
     @property
     def judged(self) -> bool:
@@ -203,7 +218,7 @@ class Verdict:
         if self.time is None:
             return False
         if self.ratio is None:
-            return self.time.slower
+            return self.time.slower and self._beyond_siblings(slower=True)
         return (self.ratio.slower and self.time.ratio >= 1.0 + self.min_step
                 and self._moved_more())
 
@@ -212,7 +227,7 @@ class Verdict:
         if self.time is None:
             return False
         if self.ratio is None:
-            return self.time.faster
+            return self.time.faster and self._beyond_siblings(slower=False)
         return (self.ratio.faster and self.time.ratio <= 1.0 / (1.0 + self.min_step)
                 and self._moved_more())
 
@@ -231,6 +246,9 @@ class Verdict:
             r = self.ratio
             head += (f"; within the run vs {self.reference}: {_factor(r.ratio)} (allowed up "
                      f"to {r.limit:.2f}x, p={r.p:.2g})")
+        elif self.siblings_move is not None:
+            head += (f"; the test's other variants moved {_factor(self.siblings_move)}, "
+                     f"this one {_factor(t.ratio / self.siblings_move)} beyond them")
         if self.regressed:
             return f"regression of {self.variant} vs history: {head}"
         if self.improved:
@@ -238,6 +256,9 @@ class Verdict:
         if t.slower and self.ratio is not None:
             return (f"{self.variant} slower than its history but not vs {self.reference}, "
                     f"so the machine is: {head}")
+        if t.slower and self.siblings_move is not None:
+            return (f"{self.variant} slower than its history but not beyond the test's other "
+                    f"variants, so the machine is: {head}")
         return f"{self.variant} unchanged vs history: {head}"
 
 
@@ -287,6 +308,20 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
             moved = reference_ms / _geomean(_newest(ref_s, alpha, min_step)[0])
     return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step,
                    moved)
+
+
+def with_siblings(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """``verdicts`` with each time-only one (no reference of its own) given its test's
+    other judged variants' geometric mean move (:attr:`Verdict.siblings_move`)."""
+    out = []
+    for v in verdicts:
+        if v.time is not None and v.ratio is None:
+            others = [o.time.ratio for o in verdicts
+                      if o.test == v.test and o.variant != v.variant and o.time is not None]
+            if others:
+                v = dataclasses.replace(v, siblings_move=_geomean(others))
+        out.append(v)
+    return out
 
 
 def _newest(s: Series, alpha: float, min_step: float) -> tuple[list[float], RunInfo | None]:

@@ -118,12 +118,14 @@ def test_gpt2_batches(hwopt_bench):
     checks = {(c["test"].split("::")[1], c["kind"], c["metric"], c["variant"]): c
               for c in doc["checks"]}
     # budgets far from the figures: passed, unless neighbours kept the machine too busy to
-    # judge (timed verdicts are never read from contended samples)
+    # judge (timed verdicts are never read from contended samples), or so slow that the
+    # time limit came before the samples a bound needs (inconclusive, saying so)
     for key in (("test_llama", "ttft", "p50_ms", "cached"),
                 ("test_llama", "tpot", "p50_ms", "cached"),
                 ("test_llama", "speedup", "tpot", "cached")):
         check = checks[key]
-        assert check["status"] == "passed" or check["reason"].startswith("machine busy"), check
+        assert check["status"] == "passed" or check["reason"].startswith(
+            ("machine busy", "too few samples")), check
     assert checks["test_llama", "accuracy", "token_ids", "cached"]["status"] == "passed"
     four = next(r for r in doc["results"] if r["variant"] == "four")
     assert four["batch_size"] == 4 and four["items"] == 16  # new tokens per call

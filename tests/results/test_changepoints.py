@@ -154,3 +154,24 @@ def test_holm_controls_the_family_of_series():
     # once one fails, the larger ones fail too
     assert changepoints.holm([0.02, 0.001, 0.0051], 0.01) == [False, True, False]
     assert changepoints.holm([], 0.01, tests=5) == []
+
+
+def test_a_reference_slower_with_every_other_variant_is_the_machine():
+    """A variant without a reference of its own (a test's reference) is judged on its
+    time, and that against the test's other variants of the same run: when they all moved
+    alike, the machine did."""
+    history_values = [10.0, 10.2, 9.9, 10.1, 10.0]
+    time = changepoints.judge(history_values, 20.0)
+    assert time is not None and time.slower
+    alone = series.Verdict("t", "naive", time, None, None, None, 5)
+    assert alone.regressed
+    sibling = series.Verdict("t", "sdpa", changepoints.judge(history_values, 19.5), None,
+                             None, None, 5)
+    moved = series.with_siblings([alone, sibling])
+    assert moved[0].siblings_move == pytest.approx(1.95, rel=0.01)
+    assert not moved[0].regressed
+    assert "not beyond the test's other variants, so the machine is" in moved[0].describe()
+    # the same variant twice as slow while its sibling kept its time: a regression
+    kept = series.with_siblings([alone, series.Verdict(
+        "t", "sdpa", changepoints.judge(history_values, 10.0), None, None, None, 5)])
+    assert kept[0].regressed and "beyond them" in kept[0].describe()
