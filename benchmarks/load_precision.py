@@ -97,7 +97,6 @@ def measure(url: str, rate: float, requests: int, seed: int) -> dict[str, Any]:
     writes = [r.sent_s - r.scheduled_s for r in run.records if r.sent_s is not None]
     return {
         "rate_per_s": rate, "requests": requests, "schedule_s": round(schedule[-1], 3),
-        "event_loop": run.event_loop,
         "completed": summary["completed"], "failed": summary["failed"],
         "send_lag_ms": _ms(lags), "write_lag_ms": _ms(writes),
         "client_cpu_ms_per_request": round(run.client_cpu_s / requests * 1e3, 4),

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -102,8 +100,6 @@ class LoadRun:
     url: str
     model: str
     probe: ServerProbe
-    #: the event loop that sent the load: "uvloop" where installed, else "asyncio"
-    event_loop: str = "asyncio"
 
     def summary(self, slo: Slo | None = None) -> Summary:
         """:func:`~pytest_hwopt.core.serving.summarize` of this run."""
@@ -144,31 +140,10 @@ def run_load(base_url: str, *, prompts: Sequence[str], schedule: Sequence[float]
     ``ValueError`` for invalid arguments or when ``model`` is None and the server lists no
     model. Must not be called from a running event loop (then await :func:`load`).
     """
-    coro = load(
+    return asyncio.run(load(
         base_url, prompts=prompts, schedule=schedule, max_concurrency=max_concurrency,
         max_tokens=max_tokens, model=model, endpoint=endpoint, timeout_s=timeout_s,
-        connect_timeout_s=connect_timeout_s, clock=clock)
-    factory = loop_factory()
-    if factory is None:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        run = runner.run(coro)
-    return dataclasses.replace(run, event_loop="uvloop")
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (the ``serving`` extra) and Python has
-    ``asyncio.Runner`` (3.11), else None (the standard loop). Its callbacks cost less, so
-    fewer sends wait behind the processing of other responses (README, "The load
-    generator's own precision"). ``HWOPT_EVENT_LOOP=asyncio`` keeps the standard loop."""
-    if os.environ.get("HWOPT_EVENT_LOOP") == "asyncio" or sys.version_info < (3, 11):
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+        connect_timeout_s=connect_timeout_s, clock=clock))
 
 
 async def load(base_url: str, *, prompts: Sequence[str], schedule: Sequence[float],
