@@ -40,6 +40,7 @@ from typing import Any, Final, Literal
 
 import aiohttp
 
+from pytest_hwopt.core.served import ENDPOINTS
 from pytest_hwopt.core.serving import (
     RequestRecord,
     Slo,
@@ -51,9 +52,8 @@ from pytest_hwopt.core.serving import (
 Endpoint = Literal["completions", "chat"]
 Clock = Callable[[], float]
 
-#: the path of each endpoint under the server's base URL
-PATHS: Final[dict[str, str]] = {"completions": "/v1/completions",
-                                 "chat": "/v1/chat/completions"}
+#: the path of each endpoint under the server's base URL (one table: ``core.served``)
+PATHS: Final = ENDPOINTS
 #: the dispatcher sleeps until this long before a send time, then yields to the loop until
 #: it: asyncio's timers wake up to ~1 ms late (epoll waits in whole milliseconds)
 SPIN_S: Final = 0.0011

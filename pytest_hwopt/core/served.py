@@ -42,7 +42,9 @@ SERVE_DEFINITIONS: Final = (
     "measured from each request's scheduled send time")
 
 
-ENDPOINTS: Final = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+#: the path of each OpenAI-compatible endpoint under a server's base URL
+ENDPOINTS: Final[Mapping[str, str]] = {"completions": "/v1/completions",
+                                       "chat": "/v1/chat/completions"}
 SCENARIOS: Final = ("SingleStream", "Server", "Offline")
 
 
