@@ -25,7 +25,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pytest_hwopt import hwopt  # noqa: E402
+from pytest_hwopt import hwopt
 
 pytestmark = pytest.mark.serving
 

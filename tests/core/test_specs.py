@@ -45,7 +45,8 @@ def test_parse_marker_each_kind(kind, kwargs, values, vs, of):
 
 def test_every_kind_is_covered():
     assert set(BUDGET_KINDS) == {"speedup", "latency", "throughput", "memory", "accuracy",
-                                 "cold_start", "energy", "roofline", "ttft", "tpot", "goodput", "failures"}
+                                 "cold_start", "energy", "roofline", "ttft", "tpot", "goodput",
+                                 "failures"}
 
 
 def test_speedup_metric_names_a_generation_figure():
@@ -58,8 +59,8 @@ def test_speedup_metric_names_a_generation_figure():
 @pytest.mark.parametrize("metric", ["TTFT", "itl", 3])
 def test_speedup_metric_must_be_a_known_figure(metric):
     msg = _error("speedup", (), min=2, vs="eager", metric=metric)
-    assert msg == (f"hwopt_speedup: 'metric' must be one of 'ttft', 'tpot', 'throughput' (or left out), "
-                   f"got {metric!r}")
+    assert msg == ("hwopt_speedup: 'metric' must be one of 'ttft', 'tpot', 'throughput' "
+                   f"(or left out), got {metric!r}")
 
 
 def test_none_valued_keywords_count_as_not_given():
