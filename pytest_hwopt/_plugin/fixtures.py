@@ -139,8 +139,7 @@ def _loadgen_run(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
 def _goodput_objectives(specs: list[Spec], bench: Bench) -> None:
     """Serve variants judged by a goodput budget carry its objectives, so that their
     results write ``goodput``."""
-    from pytest_hwopt.core.served import ServeMeasurement
-    from pytest_hwopt.core.serving import Slo
+    from pytest_hwopt.core.served import ServeMeasurement, slo_of
 
     assert bench.result is not None
     serves = {n: m for n, m in bench.result.measurements.items()
@@ -152,8 +151,7 @@ def _goodput_objectives(specs: list[Spec], bench: Bench) -> None:
         for name in names:
             m = serves.get(name or "")
             if m is not None:
-                m.slo = Slo(**{k: float(v) for k, v in spec.options.items()
-                               if k in ("ttft_ms", "tpot_ms", "e2e_ms")})
+                m.slo = slo_of(spec.options)
 
 
 def _generation(state: State) -> Callable[..., Any]:

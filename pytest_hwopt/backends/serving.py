@@ -58,7 +58,7 @@ def round_figures(run: LoadRun) -> RoundFigures:
                for k, v in summary.items()}
     summary["client_cpu_ms_per_request"] = run.client_cpu_s * 1000.0 / len(run.records)
     return RoundFigures(
-        ttft_ms=tuple(_ms(r.ttft_s) or 0.0 for r in done),
+        ttft_ms=tuple(_ms(r.ttft_s) for r in done),  # None: no content chunk came
         tpot_ms=tuple(_ms(r.tpot_s) for r in done),
         itl_ms=tuple(tuple(g * 1000.0 for g in r.itl_s) for r in done),
         e2e_ms=tuple(r.e2e_s * 1000.0 for r in done),

@@ -34,7 +34,6 @@ from pytest_hwopt.core.metric_names import GENERATION_METRICS as METRICS
 from pytest_hwopt.core.metric_names import THROUGHPUT
 
 if TYPE_CHECKING:
-    from pytest_hwopt.core.serving import Slo
     from pytest_hwopt.core.specs import Spec
 
 # The measurements of generation, serve and LoadGen variants are imported where a figure
@@ -856,21 +855,12 @@ for _kind in GENERATION:
 # ---- serving under load (hwopt_bench.serve, hwopt_bench.loadgen) ----------------------------
 
 def _goodput(ev: Evaluation, param: str) -> Figure | None:
-    from pytest_hwopt.core.served import ServeMeasurement
+    from pytest_hwopt.core.served import ServeMeasurement, slo_of
     cand = ev.candidate
     if not isinstance(cand, ServeMeasurement):
         return None
-    slo = _slo(ev.spec)
+    slo = slo_of(ev.spec.options)
     return Figure(value=cand.goodput(slo), detail={"slo": slo.describe()})
-
-
-def _slo(spec: Spec) -> Slo:
-    from pytest_hwopt.core.serving import Slo
-    def ms(name: str) -> float | None:
-        value = spec.options.get(name)
-        return None if value is None else float(value)
-
-    return Slo(ttft_ms=ms("ttft_ms"), tpot_ms=ms("tpot_ms"), e2e_ms=ms("e2e_ms"))
 
 
 def _failures(ev: Evaluation) -> list[Check]:
@@ -902,7 +892,7 @@ SERVING: Final = (
         description="at most `max` failed requests of a serve variant (below 1: a fraction "
                     "of those sent); without it any failure fails, as does an INVALID "
                     "LoadGen run.",
-        evaluate=_failures, report_name="failed requests",
+        evaluate=_failures, report_name="failed requests", timed=False,
         budget_formats={"*": "<= {budget:g} failed"}),
 )
 

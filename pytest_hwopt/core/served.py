@@ -190,8 +190,9 @@ def _number(value: object) -> bool:
 class RoundFigures:
     """One load run's figures (one round of a serve variant).
 
-    Per completed request, in the order the requests were scheduled: ``ttft_ms``,
-    ``tpot_ms`` (None for a single output token), ``itl_ms`` (its inter-token gaps),
+    Per completed request, in the order the requests were scheduled: ``ttft_ms`` (None
+    when no content chunk came: not counted in TTFT), ``tpot_ms`` (None for a single
+    output token), ``itl_ms`` (its inter-token gaps),
     ``e2e_ms``, ``tokens`` (output tokens). ``send_lag_ms``: every request's lag of its
     actual send behind its schedule (the client's own lag). ``failed``: requests that
     errored, ``first_error`` the first one's text. ``duration_s``: first scheduled send
@@ -199,7 +200,7 @@ class RoundFigures:
     (:func:`pytest_hwopt.core.serving.summarize`). ``summary``: the round's result keys.
     """
 
-    ttft_ms: tuple[float, ...]
+    ttft_ms: tuple[float | None, ...]
     tpot_ms: tuple[float | None, ...]
     itl_ms: tuple[tuple[float, ...], ...]
     e2e_ms: tuple[float, ...]
@@ -256,10 +257,11 @@ class ServeMeasurement(GenerationMeasurement):
             rounds_ms=[_median_or_inf(r.e2e_ms) for r in rounds],
             items=max(1, round(stats.median(tokens))) if tokens else 1,
             timer="host clock (load generator)",
-            ttft_samples_ms=[x for r in rounds for x in r.ttft_ms],
+            ttft_samples_ms=[x for r in rounds for x in r.ttft_ms if x is not None],
             tpot_samples_ms=[t for t in tpots if t is not None] if has_tpot else [],
             itl_samples_ms=[list(s) for r in rounds for s in r.itl_ms],
-            ttft_rounds_ms=[_median_or_inf(r.ttft_ms) for r in rounds],
+            ttft_rounds_ms=[_median_or_inf([t for t in r.ttft_ms if t is not None])
+                            for r in rounds],
             tpot_rounds_ms=[_median_or_inf([t for t in r.tpot_ms if t is not None])
                             for r in rounds] if has_tpot else [],
             output_tokens=round(stats.median(tokens)) if tokens else 0,
@@ -495,6 +497,16 @@ def _no_statistics(m: Measurement) -> dict[str, Any]:
                 "samples": [], "rounds_ms": [x for x in m.rounds_ms if math.isfinite(x)],
                 "disturbed": [], "disturbed_fraction": 0.0, "rounds_disturbed": []})
     return out
+
+
+def slo_of(options: Mapping[str, str]) -> Slo:
+    """The objectives of a goodput budget from its spec's options (``ttft_ms`` ... as
+    text, :class:`pytest_hwopt.core.kinds.Signature` ``settings``)."""
+    def ms(name: str) -> float | None:
+        value = options.get(name)
+        return None if value is None else float(value)
+
+    return Slo(ttft_ms=ms("ttft_ms"), tpot_ms=ms("tpot_ms"), e2e_ms=ms("e2e_ms"))
 
 
 def is_load(m: Measurement | None) -> bool:

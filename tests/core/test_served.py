@@ -55,6 +55,15 @@ class TestServeMeasurement:
         assert m.throughput_rounds_ms == pytest.approx([1000.0 / 15, 2000.0 / 15])
         assert m.tpot_samples_ms[0] == pytest.approx((50.0 - 10.0) / 4)
 
+    def test_a_request_without_content_has_no_ttft(self):
+        r = a_round()
+        m = serve("s", RoundFigures(ttft_ms=(None, 20.0, 30.0), tpot_ms=r.tpot_ms,
+                                    itl_ms=r.itl_ms, e2e_ms=r.e2e_ms, tokens=r.tokens,
+                                    send_lag_ms=r.send_lag_ms, failed=0, first_error=None,
+                                    duration_s=1.0))
+        assert m.ttft_samples_ms == [20.0, 30.0] and m.ttft_rounds_ms == [25.0]
+        assert m.completed == 3
+
     def test_results_carry_the_contract_keys(self):
         d = serve("s").to_dict()
         for key in ("ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p95_ms",

@@ -120,6 +120,18 @@ def test_serve(hwopt_server, hwopt_bench):
                                  "allowed); first: request 0: HTTP 404*no such model*"])
 
 
+def test_failed_requests_fail_with_timing_off_too(served: pytest.Pytester) -> None:
+    """--hwopt-disable sends one request per serve variant: its failure still counts."""
+    served.makepyfile(HEADER + '''
+def test_serve(hwopt_server, hwopt_bench):
+    url = stub(hwopt_server, status=404)
+    hwopt_bench.serve("stub", url, prompts=["hi"], num_requests=4)
+''')
+    result = served.runpytest("-p", "no:cacheprovider", "--hwopt-disable")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*requests of stub: 1 of 1 requests failed*HTTP 404*"])
+
+
 def test_failures_can_be_allowed(served: pytest.Pytester) -> None:
     served.makepyfile(HEADER + '''
 @hwopt.failures(max=4)
