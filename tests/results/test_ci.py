@@ -127,8 +127,10 @@ def _testsuite(path):
 def test_junit_xml_shows_every_check(pytester, fast_args, tmp_path, family):
     pytester.makepyfile(test_it=TESTS)
     xml = tmp_path / "junit.xml"
-    result = pytester.runpytest(*fast_args, f"--junitxml={xml}", "-o", f"junit_family={family}",
-                                "-o", "junit_logging=system-out")
+    # one thread per pool: a pure-Python pair, which a neighbour on the other core must not
+    # make "pools without their cores" (inconclusive, an error under filterwarnings=error)
+    result = pytester.runpytest(*fast_args, "--hwopt-threads=1", f"--junitxml={xml}",
+                                "-o", f"junit_family={family}", "-o", "junit_logging=system-out")
     result.assert_outcomes(passed=2)
     assert "PytestWarning" not in result.stdout.str()  # nothing xunit2 does not allow
     suite = _testsuite(xml)
