@@ -11,8 +11,9 @@
    (its exit code and the slowdowns it names). The goal: nothing flagged.
 2. **Detection.** A generated test file whose ``fast`` variant can be slowed by a factor
    runs ``--runs`` times quiet into a fresh store; then a copy of that store gets one more
-   run with ``fast`` 1.2x slower, another copy one 1.5x slower. The goal: both flagged, by
-   ``--hwopt-compare=history`` and by ``--fail-on-change``, at that run.
+   run with ``fast`` 1.2x slower, another copy one 1.5x slower; ``--detection-trials``
+   times, each with a fresh store. The goal: both flagged, by ``--hwopt-compare=history``
+   and by ``--fail-on-change``, at that run, in every trial.
 
 Every run's figures go to ``--out`` (JSON, rewritten after each run) and a summary is
 printed. Not a test: it takes the suites' time times ``2 x --runs`` and needs a quiet
@@ -104,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pytest-args", default="", help="extra pytest arguments")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run (900)")
     p.add_argument("--seed", type=int, default=1, help="seed of the bursty schedule")
+    p.add_argument("--keep-stores", metavar="DIR", default="",
+                   help="copy every history store made into DIR (to look into a miss)")
+    p.add_argument("--detection-trials", type=int, default=5,
+                   help="fresh histories the detection part builds, each with its own "
+                        "slowed seventh run (default: 5)")
     p.add_argument("--out", default="history-alarms-results.json", help="results JSON")
     args = p.parse_args(argv)
     if args.runs < 3:
@@ -132,20 +138,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 noise.stop()
             doc["history"][kind] = history_command(store)
             _write(out, doc)
-        base = work / "detection.sqlite"
         test_dir = work / "detection"
         test_dir.mkdir()
         (test_dir / "test_detection.py").write_text(DETECTION_TEST)
-        for _ in range(args.runs):
-            pytest_run(["test_detection.py"], base, extra, test_dir, args.timeout)
-        for factor in (1.2, 1.5):
-            copy = work / f"detection-{factor}.sqlite"
-            shutil.copyfile(base, copy)
-            rec = pytest_run(["test_detection.py"], copy, extra, test_dir, args.timeout,
-                             factor)
-            doc["detection"][str(factor)] = dict(rec, history=history_command(copy))
-            _write(out, doc)
+        for trial in range(args.detection_trials):
+            base = work / f"detection-{trial}.sqlite"
+            for _ in range(args.runs):
+                pytest_run(["test_detection.py"], base, extra, test_dir, args.timeout)
+            for factor in (1.2, 1.5):
+                copy = work / f"detection-{trial}-{factor}.sqlite"
+                shutil.copyfile(base, copy)
+                rec = pytest_run(["test_detection.py"], copy, extra, test_dir, args.timeout,
+                                 factor)
+                doc["detection"].setdefault(str(factor), []).append(
+                    dict(rec, trial=trial, history=history_command(copy)))
+                _write(out, doc)
     finally:
+        if args.keep_stores:
+            keep = Path(args.keep_stores)
+            keep.mkdir(parents=True, exist_ok=True)
+            for store_file in work.glob("*.sqlite"):
+                shutil.copy2(store_file, keep / store_file.name)
         shutil.rmtree(work, ignore_errors=True)
     for kind in noises:
         rows = [r for r in doc["alarms"] if r["noise"] == kind]
@@ -155,10 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{kind}: {len(rows)} runs of {variants} variants, {flagged} flagged by "
               f"--hwopt-compare=history; history --fail-on-change exit "
               f"{hist.get('exit_code')}, {len(hist.get('slowdowns', []))} slowdown(s)")
-    for factor, rec in doc["detection"].items():
-        print(f"fast {factor}x slower: {len(rec.get('flagged', []))} flagged by "
-              f"--hwopt-compare=history; history --fail-on-change exit "
-              f"{rec['history']['exit_code']}")
+    for factor, trials in doc["detection"].items():
+        by_compare = sum(1 for r in trials if r.get("flagged"))
+        by_command = sum(1 for r in trials if r["history"]["exit_code"] == 1)
+        print(f"fast {factor}x slower at run {args.runs + 1}: flagged by "
+              f"--hwopt-compare=history in {by_compare} of {len(trials)} trials, by history "
+              f"--fail-on-change in {by_command} of {len(trials)}")
     return 0
 
 

@@ -115,7 +115,9 @@ class SessionHistory:
                 None if ref is None else ref.median_ms,
                 se=changepoints.log_se(m.clean_rounds_ms or m.rounds_ms),
                 reference_se=0.0 if ref is None else changepoints.log_se(
-                    ref.clean_rounds_ms or ref.rounds_ms))
+                    ref.clean_rounds_ms or ref.rounds_ms),
+                paired=None if ref is None else history.paired_ratio(
+                    m.rounds_ms, ref.rounds_ms, m.rounds_disturbed, ref.rounds_disturbed))
             if not (v.regressed or v.improved):
                 continue
             assert v.time is not None
@@ -127,13 +129,17 @@ class SessionHistory:
                       f"most {MAX_DISTURBED_FRACTION:.0%} allowed)") if busy else ""
             status = (Status.INCONCLUSIVE if busy else
                       Status.FAILED if v.regressed else Status.PASSED)
+            # the figure that decided: the within-run ratio where there is one, else the time
+            decided_by = v.ratio if v.ratio is not None else v.time
             checks.append(Check(
-                kind="history", variant=name, budget=v.time.limit, measured=v.time.ratio,
-                unit="x", status=status, reason=reason,
-                message=v.describe() + (f" ({reason})" if reason else ""), metric="median_ratio",
+                kind="history", variant=name, budget=decided_by.limit,
+                measured=decided_by.ratio, unit="x", status=status, reason=reason,
+                message=v.describe() + (f" ({reason})" if reason else ""),
+                metric="ratio_vs_reference" if v.ratio is not None else "median_ratio",
                 test=item.nodeid, point_passed=not v.regressed,
                 detail={"store": str(self.path), "machine": self.fingerprint,
                         "runs": v.time.runs, "spread": v.time.spread, "p": v.time.p,
+                        "time_ratio": v.time.ratio, "time_limit": v.time.limit,
                         "verdict": "regression" if v.regressed else "improvement",
                         **({"reference": reference, "ratio_vs_reference": v.ratio.ratio,
                             "ratio_limit": v.ratio.limit} if v.ratio is not None else {})}))
@@ -159,7 +165,11 @@ class SessionHistory:
                     [p for p in points if p.test == r["test"]], r["test"], r["variant"],
                     r["median_ms"], reference, ref["median_ms"] if ref else None,
                     se=changepoints.log_se(_clean_rounds(r)),
-                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0)
+                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0,
+                    paired=history.paired_ratio(
+                        r.get("rounds_ms") or [], ref.get("rounds_ms") or [],
+                        r.get("rounds_disturbed") or [], ref.get("rounds_disturbed") or [])
+                    if ref else None)
                 if v.judged and any((x or {}).get("disturbed_fraction", 0.0)
                                     > MAX_DISTURBED_FRACTION for x in (r, ref)):
                     self.busy.append(f"{r['test']} {r['variant']}")

@@ -20,9 +20,10 @@ ones and tests again):
    log values of the segments either side (pooled variance; a one-run segment borrows the
    other side's spread; at least the series' noise ``sigma``, so two runs that happen to
    agree closely do not make a step between short segments look certain). A candidate with
-   ``p >= alpha`` (:data:`ALPHA`) or a step under :data:`MIN_STEP` is dropped, the weakest
-   first, and the rest are tested again with the merged segments, until every remaining one
-   holds.
+   ``p >= alpha`` (:data:`ALPHA`) or a step under :data:`MIN_STEP` is dropped, the smallest
+   step first (a p-value of short segments says little: two one-run segments side by side
+   have no degree of freedom), and the rest are tested again with the merged segments,
+   until every remaining one holds.
 
 **A new run against its history** (:func:`judge`): the history is the runs since the last
 change point; the new value's ratio to their geometric mean is a regression when it is
@@ -150,12 +151,15 @@ def detect(values: Sequence[float], *, alpha: float = ALPHA, min_step: float = M
     floor = noise(logs)
     while True:
         found = _tested(logs, cuts, floor)
-        weak = [(cp.p, -abs(math.log(cp.after / cp.before)), k)
-                for k, cp in enumerate(found)
+        # the smallest step goes first, whatever its p: a step is what a change is, while
+        # the p of short segments says little (a one-run segment beside another has no
+        # degree of freedom, p = 1: dropping by p would drop a real step at the newest run
+        # beside a one-run blip before it)
+        weak = [(abs(math.log(cp.after / cp.before)), k) for k, cp in enumerate(found)
                 if cp.p >= alpha or abs(math.log(cp.after / cp.before)) < math.log1p(min_step)]
         if not weak:
             return found
-        cuts.pop(max(weak)[2])
+        cuts.pop(min(weak)[1])
 
 
 def _tested(logs: Sequence[float], cuts: Sequence[int], floor: float) -> list[ChangePoint]:

@@ -17,7 +17,9 @@ file (the standard library's ``sqlite3``, nothing to start). Its tables:
 ``results(run_id, test, variant, reference, median_ms, mean_ms, p95_ms, min_ms, iqr_ms,
 disturbed_fraction, samples, summary)``
     per test and variant the summary statistics, the raw per-call ``samples`` (ms, JSON) and
-    the whole result row without its sample lists (``summary``, JSON); ``reference`` is the
+    the whole result row without its per-call sample lists (``summary``, JSON; its
+    ``rounds_ms`` and ``rounds_disturbed``, one value per interleaved round, give the
+    within-run ratio round by round: :func:`paired_ratio`); ``reference`` is the
     variant this one is compared with inside the run (a speedup check's ``vs``, a model
     candidate's eager reference, or for such a reference its first candidate), if any.
 ``checks(run_id, test, kind, variant, vs, status, measured, low, high, budget, unit, record)``
@@ -284,6 +286,10 @@ class Point:
     reference: str | None
     median_ms: float
     samples: tuple[float, ...]
+    #: the run's per-round values (ms) and which rounds held a disturbed sample; empty for
+    #: runs stored before rounds were kept, and for results without rounds
+    rounds_ms: tuple[float, ...] = ()
+    rounds_disturbed: tuple[bool, ...] = ()
 
 
 class HistoryStore(Protocol):
@@ -466,7 +472,7 @@ class SqliteStore:
                ) -> list[Point]:
         query = ("SELECT r.id, r.recorded_at, r.commit_sha, r.branch, r.fingerprint, "
                  "r.hostname, r.source, x.test, x.variant, x.reference, x.median_ms, "
-                 "x.samples FROM results x JOIN runs r ON r.id = x.run_id")
+                 "x.samples, x.summary FROM results x JOIN runs r ON r.id = x.run_id")
         args: tuple[str, ...] = ()
         if fingerprint is not None:
             query += " WHERE r.fingerprint = ?"
@@ -476,8 +482,9 @@ class SqliteStore:
         for row in self._read(query, args):
             if not matches(test, row[7]):
                 continue
+            rounds, flags = _rounds(row[12])
             out.append(Point(RunInfo(*row[:7]), row[7], row[8], row[9], float(row[10]),
-                             tuple(json.loads(row[11]))))
+                             tuple(json.loads(row[11])), rounds, flags))
         return out
 
     def _read(self, query: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
@@ -497,11 +504,67 @@ class SqliteStore:
         self.close()
 
 
+def _rounds(summary: str) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+    """A stored row's per-round values and flags; empty where it has none (or bad ones)."""
+    try:
+        row = json.loads(summary)
+    except ValueError:
+        return (), ()
+    rounds = row.get("rounds_ms") if isinstance(row, dict) else None
+    if not isinstance(rounds, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rounds):
+        return (), ()
+    flags = row.get("rounds_disturbed")
+    kept = (tuple(bool(f) for f in flags) if isinstance(flags, list)
+            and len(flags) == len(rounds) else ())
+    return tuple(float(v) for v in rounds), kept
+
+
+def paired_ratio(rounds: Sequence[float], reference_rounds: Sequence[float],
+                 disturbed: Sequence[bool] = (), reference_disturbed: Sequence[bool] = ()
+                 ) -> tuple[float, float] | None:
+    """A variant's within-run ratio to its reference, round by round: ``(median of the
+    per-round ratios, its standard error on the log scale)``, over the rounds where both
+    have a positive value and neither a disturbed sample (all rounds when that leaves fewer
+    than :data:`PAIRED_MIN_ROUNDS`). None when the two have no rounds of equal count, or
+    fewer than :data:`PAIRED_MIN_ROUNDS` usable ones: then the ratio of medians stands.
+
+    Each round measures every variant side by side, so a change of the machine's speed
+    during the run moves both values of a round; the ratio of the two medians, each over
+    the whole run, does not cancel such a change when it falls between them (a step in
+    speed half-way through the rounds reads as a 10% move of a 3x pair). The error is
+    :func:`pytest_hwopt.results.changepoints.log_se` of the per-round ratios."""
+    from pytest_hwopt.results.changepoints import log_se
+
+    n = len(rounds)
+    if n == 0 or n != len(reference_rounds):
+        return None
+    usable = [k for k in range(n) if rounds[k] > 0 and reference_rounds[k] > 0
+              and math.isfinite(rounds[k]) and math.isfinite(reference_rounds[k])]
+    flags = [bool(disturbed[k]) if k < len(disturbed) else False for k in range(n)]
+    ref_flags = [bool(reference_disturbed[k]) if k < len(reference_disturbed) else False
+                 for k in range(n)]
+    clean = [k for k in usable if not (flags[k] or ref_flags[k])]
+    picked = clean if len(clean) >= PAIRED_MIN_ROUNDS else usable
+    if len(picked) < PAIRED_MIN_ROUNDS:
+        return None
+    ratios = sorted(rounds[k] / reference_rounds[k] for k in picked)
+    mid = len(ratios) // 2
+    value = ratios[mid] if len(ratios) % 2 else math.sqrt(ratios[mid - 1] * ratios[mid])
+    return value, log_se(ratios)
+
+
+#: the fewest paired rounds a within-run ratio is read from (else the ratio of medians)
+PAIRED_MIN_ROUNDS: Final = 3
+
+
 def _json(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-_SAMPLE_LISTS: Final = ("samples", "rounds_ms", "disturbed", "rounds_disturbed")
+#: per-call lists kept out of ``summary`` (``samples`` has a column of its own); the per-round
+#: ``rounds_ms`` and ``rounds_disturbed`` stay in it (a few hundred values at most)
+_SAMPLE_LISTS: Final = ("samples", "disturbed")
 
 
 def _result_rows(run_id: int, run: Run) -> Iterator[tuple[object, ...]]:

@@ -4,9 +4,11 @@ them (``pytest-hwopt history`` and ``--hwopt-compare=history``).
 No pytest, no torch. Two series per variant and machine: its per-run median time (ms), and,
 where the variant has a reference inside its runs (a speedup check's other side, a model
 candidate's eager run; :func:`pytest_hwopt.results.history.pair_references`), its within-run
-ratio ``median / reference median``, which a machine that is slower today for every variant
-leaves unchanged. A variant's change counts as a
-slowdown only when both of its series show it (one series where it has no reference).
+ratio to the reference, which a machine that is slower today for every variant leaves
+unchanged: the median of the per-round ratios where the run kept its rounds
+(:func:`pytest_hwopt.results.history.paired_ratio`), else ``median / reference median``.
+Where a variant has both, its ratio decides whether it changed, unless its reference's own
+time explains the change (:meth:`Verdict.regressed`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Final, Literal
 
 from pytest_hwopt.results import changepoints
 from pytest_hwopt.results.changepoints import ChangePoint, Judgement
-from pytest_hwopt.results.history import Point, RunInfo, machine_label
+from pytest_hwopt.results.history import Point, RunInfo, machine_label, paired_ratio
 from pytest_hwopt.results.terminal import table
 
 Kind = Literal["time", "ratio"]
@@ -72,11 +74,23 @@ def build(points: Iterable[Point]) -> list[Series]:
             ref = by_run[(p.run.id, test)].get(reference)
             if ref is not None and p.reference == reference:
                 runs.append(p.run)
-                ratios.append(p.median_ms / ref.median_ms)
+                ratios.append(within_run_ratio(p, ref)[0])
         if ratios:
             out.append(Series(fid, test, variant, RATIO, reference, tuple(runs),
                               tuple(ratios)))
     return out
+
+
+def within_run_ratio(point: Point, reference: Point) -> tuple[float, float | None]:
+    """``(ratio, its log-scale standard error)`` of ``point`` to ``reference`` of the same
+    run: round by round where both kept their rounds
+    (:func:`~pytest_hwopt.results.history.paired_ratio`), else the ratio of their medians
+    (error None: unknown)."""
+    paired = paired_ratio(point.rounds_ms, reference.rounds_ms, point.rounds_disturbed,
+                          reference.rounds_disturbed)
+    if paired is not None:
+        return paired
+    return point.median_ms / reference.median_ms, None
 
 
 @dataclass(frozen=True)
@@ -105,10 +119,11 @@ def slowdowns(analysed: Sequence[Analysed], min_step: float = changepoints.MIN_S
               alpha: float = changepoints.ALPHA) -> list[Analysed]:
     """Variants whose newest segment is a significant slowdown, by the rule of
     :attr:`Verdict.regressed`: where the variant has a ratio series, that series' newest
-    segment is a significant slowdown and the times of its runs are at least ``1 +
-    min_step`` above those of the segment before (the ratio series is returned); else the
-    time series' newest segment is a significant slowdown. Of a variant and its reference,
-    only the one whose times moved further across that change counts.
+    segment is a significant slowdown (the ratio series is returned) unless the
+    reference explains it: the reference's times across that change moved beyond their
+    prediction limit the other way, and the variant's did not move beyond theirs or moved
+    less; else
+    the time series' newest segment is a significant slowdown.
 
     Asking this of every variant at once is one test per variant: the slowdowns kept are
     those significant at family-wise error rate ``alpha`` over all variants
@@ -141,24 +156,27 @@ def _slowdown_candidates(analysed: Sequence[Analysed], min_step: float) -> list[
         if cp is None:
             continue
         start = other.changes[-2].index if len(other.changes) > 1 else 0
-        own = _move(s, other, start, cp.index)
+        own = _move(s, other, start, cp.index, min_step)
         ref = _move(times_of.get((s.fingerprint, s.test, other.series.reference or "")),
-                    other, start, cp.index)
-        if own is not None and own >= 1.0 + min_step and (
-                ref is None or abs(math.log(own)) > abs(math.log(ref))):
+                    other, start, cp.index, min_step)
+        if not _reference_explains(own, ref, slower=True):  # Verdict.regressed's rule
             out.append(other)
     return out
 
 
-def _move(times: Series | None, ratio: Analysed, start: int, cut: int) -> float | None:
-    """Geometric mean of ``times`` over the runs of ``ratio``'s segment from ``cut`` on,
-    divided by that over its segment from ``start`` to ``cut``; None where either is empty."""
+def _move(times: Series | None, ratio: Analysed, start: int, cut: int, min_step: float
+          ) -> Judgement | None:
+    """The geometric mean of ``times`` over the runs of ``ratio``'s segment from ``cut`` on,
+    judged against their values over its segment from ``start`` to ``cut``
+    (:func:`changepoints.judge`); None where either is empty or too short."""
     if times is None:
         return None
     by_run = dict(zip((r.id for r in times.runs), times.values))
     before = [by_run[r.id] for r in ratio.series.runs[start:cut] if r.id in by_run]
     after = [by_run[r.id] for r in ratio.series.runs[cut:] if r.id in by_run]
-    return _geomean(after) / _geomean(before) if before and after else None
+    if not before or not after:
+        return None
+    return changepoints.judge(before, _geomean(after), min_step=min_step)
 
 
 def _geomean(values: Sequence[float]) -> float:
@@ -181,18 +199,23 @@ class Verdict:
     min_step: float = changepoints.MIN_STEP
     #: the reference's time now / its history's geometric mean (None without one)
     reference_move: float | None = None
+    #: the reference's time judged against its own history (None without one, or too few
+    #: runs): whether the reference itself moved beyond what this machine's runs scatter
+    reference_time: Judgement | None = None
     #: for a variant judged on its time alone (no reference of its own: a test's reference
     #: itself), the geometric mean of the same ratio over the test's other judged variants
     #: (None without any): a machine slower today for every variant moves them all
     siblings_move: float | None = None
 
-    def _moved_more(self) -> bool:
-        """This variant's time moved further from its history than its reference's did, so
-        the change of their ratio is this variant's, not the reference's."""
+    def _reference_explains(self, *, slower: bool) -> bool:
+        """The change of the within-run ratio is the reference's: its own time moved beyond
+        its history's limit the other way (faster, for this variant's ratio to rise), and
+        this variant's time stayed within its own limit or moved less than the reference's.
+        Where the machine's speed scatters from run to run as much as the step (a cloud
+        host's runs can differ 35%), the reference's time is not beyond its limit, and the
+        ratio, which cancels the machine, decides."""
         assert self.time is not None
-        if self.reference_move is None:
-            return True
-        return abs(math.log(self.time.ratio)) > abs(math.log(self.reference_move))
+        return _reference_explains(self.time, self.reference_time, slower=slower)
 
     def _beyond_siblings(self, *, slower: bool) -> bool:
         """A time-only verdict holds when the variant also moved beyond the limit against
@@ -210,17 +233,17 @@ class Verdict:
 
     @property
     def regressed(self) -> bool:
-        """Where the within-run ratio is judged: that ratio beyond its history's limit, the
-        time itself at least ``1 + MIN_STEP`` slower, and moved further than the
-        reference's time (else it was the reference that changed); the ratio decides
-        because it is steadier than times across runs. Without a judged ratio: the time
-        beyond its history's limit."""
+        """Where the within-run ratio is judged: that ratio beyond its history's limit,
+        unless the reference explains it (its own time significantly faster than its
+        history while this variant's is not significantly slower); the ratio decides
+        because it cancels the machine's speed, which times across runs do not. Without a
+        judged ratio: the time beyond its history's limit (and beyond the test's other
+        variants, where it has some)."""
         if self.time is None:
             return False
         if self.ratio is None:
             return self.time.slower and self._beyond_siblings(slower=True)
-        return (self.ratio.slower and self.time.ratio >= 1.0 + self.min_step
-                and self._moved_more())
+        return self.ratio.slower and not self._reference_explains(slower=True)
 
     @property
     def improved(self) -> bool:
@@ -228,8 +251,7 @@ class Verdict:
             return False
         if self.ratio is None:
             return self.time.faster and self._beyond_siblings(slower=False)
-        return (self.ratio.faster and self.time.ratio <= 1.0 / (1.0 + self.min_step)
-                and self._moved_more())
+        return self.ratio.faster and not self._reference_explains(slower=False)
 
     def describe(self) -> str:
         """One line, as a check message: what was compared with what, and why."""
@@ -253,6 +275,12 @@ class Verdict:
             return f"regression of {self.variant} vs history: {head}"
         if self.improved:
             return f"improved: {self.variant} vs history: {head}"
+        if self.ratio is not None and (self.ratio.slower or self.ratio.faster):
+            assert self.reference_time is not None
+            return (f"{self.variant} {'slower' if self.ratio.slower else 'faster'} vs "
+                    f"{self.reference} than in its history, but {self.reference} itself "
+                    f"moved {_factor(self.reference_time.ratio)} (beyond its history's "
+                    f"{self.reference_time.limit:.2f}x), so {self.reference} changed: {head}")
         if t.slower and self.ratio is not None:
             return (f"{self.variant} slower than its history but not vs {self.reference}, "
                     f"so the machine is: {head}")
@@ -260,6 +288,17 @@ class Verdict:
             return (f"{self.variant} slower than its history but not beyond the test's other "
                     f"variants, so the machine is: {head}")
         return f"{self.variant} unchanged vs history: {head}"
+
+
+def _reference_explains(own: Judgement | None, ref: Judgement | None, *, slower: bool
+                        ) -> bool:
+    """See :meth:`Verdict._reference_explains`: ``own`` and ``ref`` are the times of the
+    variant and its reference judged against their histories."""
+    if ref is None or not (ref.faster if slower else ref.slower):
+        return False
+    if own is None or not (own.slower if slower else own.faster):
+        return True
+    return abs(math.log(ref.ratio)) > abs(math.log(own.ratio))
 
 
 def _factor(ratio: float) -> str:
@@ -274,13 +313,17 @@ def _revision(run: RunInfo) -> str:
 def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
             reference: str | None = None, reference_ms: float | None = None, *,
             se: float = 0.0, reference_se: float = 0.0,
+            paired: tuple[float, float] | None = None,
             alpha: float = changepoints.ALPHA, min_step: float = changepoints.MIN_STEP
             ) -> Verdict:
     """This run's ``variant`` of ``test`` against the stored ``points`` of one machine: the
     runs since the last change point of each series, judged with
     :func:`changepoints.judge`. ``se`` and ``reference_se``: the standard errors of this
-    run's medians on the log scale (:func:`changepoints.log_se` of its rounds); the ratio's
-    is taken as ``sqrt(se^2 + reference_se^2)``."""
+    run's medians on the log scale (:func:`changepoints.log_se` of its rounds). ``paired``:
+    this run's within-run ratio to the reference and its log-scale error, round by round
+    (:func:`~pytest_hwopt.results.history.paired_ratio`), as the stored runs' ratios are
+    read; without it the ratio is ``median_ms / reference_ms`` with error
+    ``sqrt(se^2 + reference_se^2)``."""
     series = {(s.kind): s for s in build(p for p in points
                                          if p.test == test and p.variant in (variant,
                                                                             reference))
@@ -295,19 +338,24 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
                                     value_se=se)
     ratio_j: Judgement | None = None
     moved: float | None = None
+    ref_j: Judgement | None = None
     ratio_s = series.get(RATIO)
     if (reference and reference_ms and ratio_s is not None and ratio_s.reference == reference
             and math.isfinite(reference_ms) and reference_ms > 0):
         ratios, _ = _newest(ratio_s, alpha, min_step)
-        ratio_j = changepoints.judge(ratios, median_ms / reference_ms, alpha=alpha,
-                                     min_step=min_step,
-                                     value_se=math.hypot(se, reference_se))
+        value, value_se = paired if paired is not None else (
+            median_ms / reference_ms, math.hypot(se, reference_se))
+        ratio_j = changepoints.judge(ratios, value, alpha=alpha, min_step=min_step,
+                                     value_se=value_se)
         ref_times = [p.median_ms for p in points if p.test == test and p.variant == reference]
         if ref_times:
             ref_s = Series("", test, reference, TIME, None, (), tuple(ref_times))
-            moved = reference_ms / _geomean(_newest(ref_s, alpha, min_step)[0])
+            ref_history = _newest(ref_s, alpha, min_step)[0]
+            moved = reference_ms / _geomean(ref_history)
+            ref_j = changepoints.judge(ref_history, reference_ms, alpha=alpha,
+                                       min_step=min_step, value_se=reference_se)
     return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step,
-                   moved)
+                   moved, ref_j)
 
 
 def with_siblings(verdicts: Sequence[Verdict]) -> list[Verdict]:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pytest_hwopt.results import changepoints, series
+from pytest_hwopt.results import changepoints, history, series
 from pytest_hwopt.results.history import Point, RunInfo
 
 pytest.importorskip("ruptures", reason="change points need the 'history' extra (ruptures)")
@@ -175,3 +175,76 @@ def test_a_reference_slower_with_every_other_variant_is_the_machine():
     kept = series.with_siblings([alone, series.Verdict(
         "t", "sdpa", changepoints.judge(history_values, 10.0), None, None, None, 5)])
     assert kept[0].regressed and "beyond them" in kept[0].describe()
+
+
+def test_a_step_under_the_minimum_beside_a_real_one_does_not_hide_it():
+    # a steady ratio, a 2% dip at run 6 and a 46% step at run 7: the dip, no change by
+    # definition, leaves the step tested against a one-run segment until it is dropped
+    values = [0.3257, 0.3266, 0.3264, 0.3256, 0.3264, 0.3205, 0.476]
+    [cp] = changepoints.detect(values)
+    assert cp.index == 6 and cp.step == pytest.approx(0.46, abs=0.02) and cp.p < 0.01
+
+
+# ---- the within-run ratio, round by round ----------------------------------------------------
+
+def test_the_within_run_ratio_pairs_rounds_so_a_speed_step_mid_run_cancels():
+    # the machine 50% slower from round 6 on; the slow variant's rounds still pay for the
+    # step one round later than the fast one's in their medians
+    fast = [0.8, 0.7, 0.78, 0.74, 0.76, 1.18, 1.16, 1.12]
+    slow = [2.41, 2.35, 2.19, 2.36, 2.40, 2.24, 3.67, 3.50]
+    value, se = history.paired_ratio(fast, slow)
+    assert value == pytest.approx(0.32, abs=0.005)
+    assert 0.0 < se < 0.1
+    # disturbed rounds are left out while at least three clean pairs remain
+    flags = [False] * 5 + [True] * 3
+    assert history.paired_ratio(fast, slow, flags)[0] == pytest.approx(0.3167, abs=0.001)
+    # rounds of unequal count, or too few, give no paired ratio (the medians' ratio stands)
+    assert history.paired_ratio(fast, slow[:-1]) is None
+    assert history.paired_ratio(fast[:2], slow[:2]) is None
+
+
+def test_a_series_reads_the_paired_ratio_where_its_runs_kept_rounds():
+    run = RunInfo(1, "2026-11-29T10:01:00+00:00", None, None, "m1", "h", "t")
+    fast = Point(run, "t.py::test_op", "fast", "slow", 1.0, (), (1.0, 1.0, 2.0), ())
+    slow = Point(run, "t.py::test_op", "slow", "fast", 2.5, (), (3.0, 3.0, 6.0), ())
+    ratio = [s for s in series.build([slow, fast]) if s.kind == "ratio" and s.variant == "fast"]
+    assert ratio[0].values == pytest.approx((1 / 3,))  # not 1.0 / 2.5
+    old = Point(run, "t.py::test_op", "fast", "slow", 1.0, ())
+    old_ref = Point(run, "t.py::test_op", "slow", "fast", 2.5, ())
+    assert series.within_run_ratio(old, old_ref) == (0.4, None)
+
+
+def test_a_one_run_blip_before_the_newest_run_does_not_hide_its_step():
+    # a 6% blip at run 6 and a 20% step at run 7: the pair of one-run segments has no
+    # degree of freedom, so the blip, the smaller step, is dropped first
+    values = [0.321, 0.325, 0.324, 0.319, 0.319, 0.342, 0.386]
+    [cp] = changepoints.detect(values)
+    assert cp.index == 6 and cp.step > 0.15 and cp.p < 0.01
+
+
+def test_on_a_machine_whose_speed_jumps_the_ratio_decides():
+    # a cloud host whose runs sit in two speed states 35% apart: the pair's times jump
+    # together, their ratio holds at 0.32 (the detection benchmark's history)
+    speed = [1.0, 1.0, 0.65, 1.0, 0.97, 1.0]
+    history = points([(3.6 * s, 3.6 * s * r)
+                      for s, r in zip(speed, noisy(6, level=0.32, spread=0.01, seed=9))])
+    # today the machine is in its fast state and "fast" 1.5x slower: its time barely moved,
+    # the reference's fell 35%, within what this machine's runs scatter
+    fast = series.verdict(history, "t.py::test_op", "fast", 0.65 * 3.6 * 0.32 * 1.5, "slow",
+                          0.65 * 3.6)
+    assert fast.ratio is not None and fast.ratio.ratio == pytest.approx(1.5, rel=0.03)
+    assert fast.regressed
+    store = series.analyse(series.build(history + [
+        Point(RunInfo(7, "2026-11-29T10:07:00+00:00", "c7", "main", "m1", "h", "t"),
+              "t.py::test_op", variant, ref, ms, (ms,))
+        for variant, ref, ms in (("slow", "fast", 0.65 * 3.6),
+                                 ("fast", "slow", 0.65 * 3.6 * 0.32 * 1.5))]))
+    assert [a.series.label for a in series.slowdowns(store)] == ["fast / slow"]
+
+
+def test_a_reference_that_got_faster_on_a_steady_machine_is_not_the_candidates_regression():
+    history = points([(10 * a, 3.2 * b) for a, b in zip(noisy(6, seed=10), noisy(6, seed=11))])
+    # the reference 30% faster (a new library release), the candidate unchanged
+    fast = series.verdict(history, "t.py::test_op", "fast", 3.2, "slow", 7.0)
+    assert fast.ratio is not None and fast.ratio.slower and not fast.regressed
+    assert "so slow changed" in fast.describe()

@@ -74,6 +74,8 @@ def test_a_run_keeps_statistics_samples_references_and_checks(tmp_path):
     assert machines == {run.fingerprint: history.fingerprint(ENV)[1]}
     fast = next(p for p in points if p.variant == "fast")
     assert fast.reference == "slow" and fast.median_ms == 1.0 and fast.samples == (1.0, 1.01)
+    # the per-round values stay, for the within-run ratio round by round
+    assert fast.rounds_ms == (1.0,) and fast.rounds_disturbed == ()
     db = sqlite3.connect(tmp_path / "h.sqlite")
     assert db.execute("SELECT kind, vs, status, measured FROM checks").fetchall() == [
         ("speedup", "slow", "passed", 10.0)]
