@@ -15,7 +15,9 @@ a short warm-up run. Per rate:
 - **client CPU per request** (ms): the client process's CPU time over the run
   (``time.process_time``) / requests;
 - completed / failed requests, TTFT p50 / p99 (ms) against the instant server, and
-  whether :func:`pytest_hwopt.core.serving.summarize` judged the client behind.
+  whether :func:`pytest_hwopt.core.serving.summarize` judged the client behind;
+- the sends later than 1 ms, and how many of them were due within 2 ms of the previous
+  send (which the loop was still issuing: building and writing a request is one step).
 
     python -m benchmarks.load_precision [--out benchmarks/results/load-precision.json]
 
@@ -40,6 +42,8 @@ from pytest_hwopt.core import stats
 from pytest_hwopt.core.serving import send_schedule
 
 RATES = (50.0, 200.0, 500.0)
+LATE_S = 0.001  # a send later than this counts as late (the target's p99)
+CLOSE_S = 0.002  # a send due this soon after the previous one is a close pair
 CHUNK = (b'data: {"object": "text_completion", "choices": [{"index": 0, "text": "hi", '
          b'"finish_reason": null}]}\n\n')
 FINAL = (b'data: {"object": "text_completion", "choices": [{"index": 0, "text": "", '
@@ -95,6 +99,11 @@ def measure(url: str, rate: float, requests: int, seed: int) -> dict[str, Any]:
     summary = run.summary()
     lags = [lag for r in run.records if (lag := r.send_lag_s) is not None]
     writes = [r.sent_s - r.scheduled_s for r in run.records if r.sent_s is not None]
+    # where lateness comes from: a send due while the previous one is still being issued
+    # (aiohttp builds and writes a request in one step of the loop) waits for it
+    in_order = sorted(run.records, key=lambda r: r.scheduled_s)
+    late = [(prev, r) for prev, r in zip(in_order, in_order[1:])
+            if r.send_lag_s is not None and r.send_lag_s > LATE_S]
     return {
         "rate_per_s": rate, "requests": requests, "schedule_s": round(schedule[-1], 3),
         "completed": summary["completed"], "failed": summary["failed"],
@@ -104,6 +113,12 @@ def measure(url: str, rate: float, requests: int, seed: int) -> dict[str, Any]:
         "ttft_ms": {"p50": round(float(summary["ttft_p50_ms"]), 3),
                     "p99": round(float(summary["ttft_p99_ms"]), 3)},
         "client_behind": summary["client_behind"],
+        "late_over_1ms": len(late),
+        "late_after_a_send_due_within_2ms": sum(
+            1 for prev, r in late if r.scheduled_s - prev.scheduled_s < CLOSE_S),
+        "sends_due_within_2ms_of_the_previous": sum(
+            1 for prev, r in zip(in_order, in_order[1:])
+            if r.scheduled_s - prev.scheduled_s < CLOSE_S),
         "request_throughput": round(float(summary["request_throughput"]), 2),
     }
 

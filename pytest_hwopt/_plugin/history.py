@@ -51,6 +51,8 @@ class SessionHistory:
         self.machine = ""
         self.notes: list[str] = []
         self.verdicts: list[Verdict] = []
+        #: the variants judged last in this session (series.with_neighbours)
+        self.judged_before: list[Verdict] = []
         self.busy: list[str] = []  # variants whose samples (or reference's) were too disturbed
         self._points: list[Point] | None = None
         self._check()
@@ -103,6 +105,7 @@ class SessionHistory:
         pairs += [(item.nodeid, name, m.extra["reference"]) for name, m in measurements.items()
                   if m.extra.get("reference") and m.extra["reference"] != name]
         refs = history.pair_references(pairs)
+        judged: list[tuple[str, Any, str | None, Any, series.Verdict]] = []
         for name, m in measurements.items():
             if not m.samples_ms:
                 continue
@@ -118,9 +121,15 @@ class SessionHistory:
                     ref.clean_rounds_ms or ref.rounds_ms),
                 paired=None if ref is None else history.paired_ratio(
                     m.rounds_ms, ref.rounds_ms, m.rounds_disturbed, ref.rounds_disturbed))
+            judged.append((name, m, reference, ref, v))
+        # a variant without a reference is also judged against its test's other variants,
+        # or against the variants judged just before it (series.with_neighbours)
+        moved = series.with_neighbours([j[4] for j in judged], self.judged_before)
+        self.judged_before.extend(v for v in moved if v.time is not None)
+        del self.judged_before[:-series.NEIGHBOURS]
+        for (name, m, reference, ref, _), v in zip(judged, moved):
             if not (v.regressed or v.improved):
                 continue
-            assert v.time is not None
             # as for budgets: contended data decides nothing (core.kinds.busy_reason)
             busy = [(x, f) for x, f in ((name, m.disturbed_fraction), (reference or "", (
                     ref.disturbed_fraction if ref is not None else 0.0)))
@@ -131,6 +140,8 @@ class SessionHistory:
                       Status.FAILED if v.regressed else Status.PASSED)
             # the figure that decided: the within-run ratio where there is one, else the time
             decided_by = v.ratio if v.ratio is not None else v.time
+            assert decided_by is not None  # a regression or improvement was judged
+            timed = v.time
             checks.append(Check(
                 kind="history", variant=name, budget=decided_by.limit,
                 measured=decided_by.ratio, unit="x", status=status, reason=reason,
@@ -138,8 +149,10 @@ class SessionHistory:
                 metric="ratio_vs_reference" if v.ratio is not None else "median_ratio",
                 test=item.nodeid, point_passed=not v.regressed,
                 detail={"store": str(self.path), "machine": self.fingerprint,
-                        "runs": v.time.runs, "spread": v.time.spread, "p": v.time.p,
-                        "time_ratio": v.time.ratio, "time_limit": v.time.limit,
+                        "runs": decided_by.runs, "spread": decided_by.spread,
+                        "p": decided_by.p,
+                        "time_ratio": None if timed is None else timed.ratio,
+                        "time_limit": None if timed is None else timed.limit,
                         "verdict": "regression" if v.regressed else "improvement",
                         **({"reference": reference, "ratio_vs_reference": v.ratio.ratio,
                             "ratio_limit": v.ratio.limit} if v.ratio is not None else {})}))
@@ -175,7 +188,7 @@ class SessionHistory:
                     self.busy.append(f"{r['test']} {r['variant']}")
                     continue
                 self.verdicts.append(v)
-            self.verdicts = series.with_siblings(self.verdicts)
+            self.verdicts = series.with_neighbours(self.verdicts)
         if not results:
             self.notes.append("hwopt: nothing measured; run not added to the history")
             return

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import pytest
 
-from pytest_hwopt.backends.server_process import TAIL_LINES, ServerProcess, ServerStartError, start
+if TYPE_CHECKING:  # imported where a server is started: not on every pytest start-up
+    from pytest_hwopt.backends.server_process import ServerProcess
 
 #: the test's started servers, in start order (for the report sections and the teardown)
 servers_key: Final[pytest.StashKey[list[ServerProcess]]] = pytest.StashKey()
@@ -54,6 +55,8 @@ def hwopt_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
     def start_server(command: Sequence[str], *, health: str = "/health",
                      timeout_s: float = 120) -> str:
         __tracebackhide__ = True
+        from pytest_hwopt.backends.server_process import ServerStartError, start
+
         nonlocal count
         count += 1
         log_path = tmp_path / f"hwopt-server-{count}.log"
@@ -88,6 +91,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 
 
 def _section(n: int, server: ServerProcess, when: str | None) -> tuple[str, str]:
+    from pytest_hwopt.backends.server_process import TAIL_LINES
+
     state = "running" if server.running() else f"exited, code {server.process.returncode}"
     title = (f"hwopt_server {n} log {when}: {server.url} ({state}; last {TAIL_LINES} lines "
              f"of {server.log_path})")

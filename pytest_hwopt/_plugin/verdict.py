@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from pytest_hwopt._plugin.processes import repeat_in_processes
 from pytest_hwopt._plugin.state import State, bench_key, record_key, specs_key, state_of
 
 if TYPE_CHECKING:
@@ -120,6 +119,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]
         checks += reported_speedups(measurements, references, checks, settings.confidence)
         if bench is not None:
             checks = _busy_pools(bench, checks)
+        from pytest_hwopt._plugin.processes import repeat_in_processes
+
         checks = repeat_in_processes(pyfuncitem, state, checks)  # a bias lasting a process
     pyfuncitem.config.hook.pytest_hwopt_checks(item=pyfuncitem, checks=checks,
                                                measurements=dict(measurements))

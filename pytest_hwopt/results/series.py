@@ -206,6 +206,9 @@ class Verdict:
     #: itself), the geometric mean of the same ratio over the test's other judged variants
     #: (None without any): a machine slower today for every variant moves them all
     siblings_move: float | None = None
+    #: who ``siblings_move`` was read from: the test's other variants, or for a test with
+    #: one judged variant the variants judged just before it in this run (:func:`with_neighbours`)
+    siblings: str = "the test's other variants"
 
     def _reference_explains(self, *, slower: bool) -> bool:
         """The change of the within-run ratio is the reference's: its own time moved beyond
@@ -214,7 +217,6 @@ class Verdict:
         Where the machine's speed scatters from run to run as much as the step (a cloud
         host's runs can differ 35%), the reference's time is not beyond its limit, and the
         ratio, which cancels the machine, decides."""
-        assert self.time is not None
         return _reference_explains(self.time, self.reference_time, slower=slower)
 
     def _beyond_siblings(self, *, slower: bool) -> bool:
@@ -229,7 +231,10 @@ class Verdict:
 
     @property
     def judged(self) -> bool:
-        return self.time is not None
+        """Judged on its time, or on its within-run ratio alone: a machine whose speed
+        jumps opens a new segment in a variant's times (a change point) and leaves too few
+        runs since, while the ratio's series runs on unbroken."""
+        return self.time is not None or self.ratio is not None
 
     @property
     def regressed(self) -> bool:
@@ -239,37 +244,38 @@ class Verdict:
         because it cancels the machine's speed, which times across runs do not. Without a
         judged ratio: the time beyond its history's limit (and beyond the test's other
         variants, where it has some)."""
-        if self.time is None:
-            return False
-        if self.ratio is None:
-            return self.time.slower and self._beyond_siblings(slower=True)
-        return self.ratio.slower and not self._reference_explains(slower=True)
+        if self.ratio is not None:
+            return self.ratio.slower and not self._reference_explains(slower=True)
+        return (self.time is not None and self.time.slower
+                and self._beyond_siblings(slower=True))
 
     @property
     def improved(self) -> bool:
-        if self.time is None:
-            return False
-        if self.ratio is None:
-            return self.time.faster and self._beyond_siblings(slower=False)
-        return self.ratio.faster and not self._reference_explains(slower=False)
+        if self.ratio is not None:
+            return self.ratio.faster and not self._reference_explains(slower=False)
+        return (self.time is not None and self.time.faster
+                and self._beyond_siblings(slower=False))
 
     def describe(self) -> str:
         """One line, as a check message: what was compared with what, and why."""
-        if self.time is None:
-            since = (f" since the change at {_revision(self.since)}" if self.since else "")
+        since = (f" since the change at {_revision(self.since)}" if self.since else "")
+        t = self.time
+        if t is None and self.ratio is None:
             return (f"{self.variant}: too little history on this machine: "
                     f"{self.history_runs} run(s){since}, {changepoints.MIN_RUNS} needed")
-        t = self.time
-        since = (f" since the change at {_revision(self.since)}" if self.since else "")
-        head = (f"median {t.typical:.4g} ms over {t.runs} runs{since} -> "
-                f"{t.typical * t.ratio:.4g} ms, {_factor(t.ratio)} (allowed up to "
-                f"{t.limit:.2f}x: run-to-run spread {t.spread:.1%}, p={t.p:.2g})")
+        if t is None:
+            head = (f"its time: {self.history_runs} run(s){since}, too few to judge (the "
+                    f"machine's speed changed)")
+        else:
+            head = (f"median {t.typical:.4g} ms over {t.runs} runs{since} -> "
+                    f"{t.typical * t.ratio:.4g} ms, {_factor(t.ratio)} (allowed up to "
+                    f"{t.limit:.2f}x: run-to-run spread {t.spread:.1%}, p={t.p:.2g})")
         if self.ratio is not None:
             r = self.ratio
-            head += (f"; within the run vs {self.reference}: {_factor(r.ratio)} (allowed up "
-                     f"to {r.limit:.2f}x, p={r.p:.2g})")
-        elif self.siblings_move is not None:
-            head += (f"; the test's other variants moved {_factor(self.siblings_move)}, "
+            head += (f"; within the run vs {self.reference}: {_factor(r.ratio)} over "
+                     f"{r.runs} runs (allowed up to {r.limit:.2f}x, p={r.p:.2g})")
+        elif self.siblings_move is not None and t is not None:
+            head += (f"; {self.siblings} moved {_factor(self.siblings_move)}, "
                      f"this one {_factor(t.ratio / self.siblings_move)} beyond them")
         if self.regressed:
             return f"regression of {self.variant} vs history: {head}"
@@ -281,12 +287,14 @@ class Verdict:
                     f"{self.reference} than in its history, but {self.reference} itself "
                     f"moved {_factor(self.reference_time.ratio)} (beyond its history's "
                     f"{self.reference_time.limit:.2f}x), so {self.reference} changed: {head}")
+        if t is None:
+            return f"{self.variant} unchanged vs history: {head}"
         if t.slower and self.ratio is not None:
             return (f"{self.variant} slower than its history but not vs {self.reference}, "
                     f"so the machine is: {head}")
         if t.slower and self.siblings_move is not None:
-            return (f"{self.variant} slower than its history but not beyond the test's other "
-                    f"variants, so the machine is: {head}")
+            return (f"{self.variant} slower than its history but not beyond {self.siblings}, "
+                    f"so the machine is: {head}")
         return f"{self.variant} unchanged vs history: {head}"
 
 
@@ -369,6 +377,36 @@ def with_siblings(verdicts: Sequence[Verdict]) -> list[Verdict]:
             if others:
                 v = dataclasses.replace(v, siblings_move=_geomean(others))
         out.append(v)
+    return out
+
+
+#: variants judged just before a test with one judged variant whose moves stand in for the
+#: machine's speed today (:func:`with_neighbours`)
+NEIGHBOURS: Final = 8
+
+
+def with_neighbours(verdicts: Sequence[Verdict], earlier: Sequence[Verdict] = (),
+                    window: int = NEIGHBOURS) -> list[Verdict]:
+    """:func:`with_siblings`, and for a time-only verdict still without siblings (its test
+    has no other judged variant) the geometric mean move of the last ``window`` judged
+    variants of other tests before it in this run: ``earlier`` (judged before, in run
+    order), then ``verdicts`` themselves in order. A machine whose speed jumps (a cloud
+    host's runs sit in states 35% apart, for minutes) slows the tests around a one-variant
+    test alike; a change of that test's own code moves it alone. A change that slows
+    every test alike reads as a slower machine here; its series still show it to
+    ``pytest-hwopt history``."""
+    out = with_siblings(verdicts)
+    seen = [v for v in earlier if v.time is not None]
+    for n, v in enumerate(out):
+        if v.time is not None and v.ratio is None and v.siblings_move is None:
+            before = [o.time.ratio for o in seen if o.test != v.test  # type: ignore[union-attr]
+                      ][-window:]
+            if before:
+                out[n] = dataclasses.replace(
+                    v, siblings_move=_geomean(before),
+                    siblings=f"the {len(before)} variant(s) judged before it in this run")
+        if v.time is not None:
+            seen.append(v)
     return out
 
 

@@ -248,3 +248,43 @@ def test_a_reference_that_got_faster_on_a_steady_machine_is_not_the_candidates_r
     fast = series.verdict(history, "t.py::test_op", "fast", 3.2, "slow", 7.0)
     assert fast.ratio is not None and fast.ratio.slower and not fast.regressed
     assert "so slow changed" in fast.describe()
+
+
+def test_a_one_variant_test_is_judged_against_the_variants_judged_before_it():
+    """The bandwidth suite's gemv, alone in its test, read 1.38x its history in a run where
+    the machine was slower for the tests around it too (gemm 1.33x): no regression. With
+    nothing judged before it, or with neighbours that kept their times, it is one."""
+    history_values = [5.42, 5.14, 4.77, 4.96]
+    gemv = series.Verdict("bw::test_gemv", "gemv", changepoints.judge(history_values, 6.997),
+                          None, None, None, 4)
+    assert gemv.regressed
+    slower_machine = [series.Verdict(f"bw::test_{n}", n, changepoints.judge(
+        [10.0, 10.2, 9.9, 10.1], 13.3), None, None, None, 4) for n in ("gemm", "add")]
+    [judged] = series.with_neighbours([gemv], slower_machine)
+    assert judged.siblings_move == pytest.approx(1.33, rel=0.02) and not judged.regressed
+    assert "the 2 variant(s) judged before it in this run" in judged.describe()
+    steady = [series.Verdict("bw::test_gemm", "gemm", changepoints.judge(
+        [10.0, 10.2, 9.9, 10.1], 10.0), None, None, None, 4)]
+    assert series.with_neighbours([gemv], steady)[0].regressed
+    assert series.with_neighbours([gemv])[0].regressed  # the first test of a run
+    # the test's own other variants come first: neighbours only stand in without them
+    both = series.with_neighbours([gemv, series.Verdict(
+        "bw::test_gemv", "gemv-2", changepoints.judge(history_values, 5.0), None, None, None,
+        4)], slower_machine)
+    assert both[0].siblings == "the test's other variants" and both[0].regressed
+
+
+
+def test_a_change_of_the_machines_speed_leaves_the_ratio_to_judge():
+    # both variants' times step to a 40% faster state at run 5: a change point in each time
+    # series leaves two runs since, too few to judge a time; their ratio ran on unbroken
+    speed = [1.0, 1.0, 1.0, 1.0, 0.6, 0.6]
+    history = points([(3.6 * s, 3.6 * s * r)
+                      for s, r in zip(speed, noisy(6, level=0.32, spread=0.01, seed=12))])
+    fast = series.verdict(history, "t.py::test_op", "fast", 0.6 * 3.6 * 0.32 * 1.2, "slow",
+                          0.6 * 3.6)
+    assert fast.time is None and fast.ratio is not None and fast.judged
+    assert fast.regressed and "too few to judge" in fast.describe()
+    steady = series.verdict(history, "t.py::test_op", "fast", 0.6 * 3.6 * 0.32, "slow",
+                            0.6 * 3.6)
+    assert steady.judged and not steady.regressed and "unchanged" in steady.describe()
