@@ -222,16 +222,26 @@ def test_a_one_run_blip_before_the_newest_run_does_not_hide_its_step():
     assert cp.index == 6 and cp.step > 0.15 and cp.p < 0.01
 
 
+def pair_on(speed: list[float], seed: int) -> list[Point]:
+    """Runs of a pair whose ``fast`` takes 0.32 of ``slow``'s 3.6 ms, on a machine whose
+    speed in each run is ``speed`` (1.0: as usual, 0.65: 35% faster)."""
+    return points([(3.6 * s, 3.6 * s * r) for s, r in
+                   zip(speed, noisy(len(speed), level=0.32, spread=0.01, seed=seed))])
+
+
+def fast_today(history: list[Point], speed: float, factor: float) -> series.Verdict:
+    """Today's ``fast``, ``factor`` times slower than it was, on the machine at ``speed``."""
+    return series.verdict(history, "t.py::test_op", "fast", speed * 3.6 * 0.32 * factor,
+                          "slow", speed * 3.6)
+
+
 def test_on_a_machine_whose_speed_jumps_the_ratio_decides():
     # a cloud host whose runs sit in two speed states 35% apart: the pair's times jump
     # together, their ratio holds at 0.32 (the detection benchmark's history)
-    speed = [1.0, 1.0, 0.65, 1.0, 0.97, 1.0]
-    history = points([(3.6 * s, 3.6 * s * r)
-                      for s, r in zip(speed, noisy(6, level=0.32, spread=0.01, seed=9))])
+    history = pair_on([1.0, 1.0, 0.65, 1.0, 0.97, 1.0], seed=9)
     # today the machine is in its fast state and "fast" 1.5x slower: its time barely moved,
     # the reference's fell 35%, within what this machine's runs scatter
-    fast = series.verdict(history, "t.py::test_op", "fast", 0.65 * 3.6 * 0.32 * 1.5, "slow",
-                          0.65 * 3.6)
+    fast = fast_today(history, 0.65, 1.5)
     assert fast.ratio is not None and fast.ratio.ratio == pytest.approx(1.5, rel=0.03)
     assert fast.regressed
     store = series.analyse(series.build(history + [
@@ -274,17 +284,12 @@ def test_a_one_variant_test_is_judged_against_the_variants_judged_before_it():
     assert both[0].siblings == "the test's other variants" and both[0].regressed
 
 
-
 def test_a_change_of_the_machines_speed_leaves_the_ratio_to_judge():
     # both variants' times step to a 40% faster state at run 5: a change point in each time
     # series leaves two runs since, too few to judge a time; their ratio ran on unbroken
-    speed = [1.0, 1.0, 1.0, 1.0, 0.6, 0.6]
-    history = points([(3.6 * s, 3.6 * s * r)
-                      for s, r in zip(speed, noisy(6, level=0.32, spread=0.01, seed=12))])
-    fast = series.verdict(history, "t.py::test_op", "fast", 0.6 * 3.6 * 0.32 * 1.2, "slow",
-                          0.6 * 3.6)
+    history = pair_on([1.0, 1.0, 1.0, 1.0, 0.6, 0.6], seed=12)
+    fast = fast_today(history, 0.6, 1.2)
     assert fast.time is None and fast.ratio is not None and fast.judged
     assert fast.regressed and "too few to judge" in fast.describe()
-    steady = series.verdict(history, "t.py::test_op", "fast", 0.6 * 3.6 * 0.32, "slow",
-                            0.6 * 3.6)
+    steady = fast_today(history, 0.6, 1.0)
     assert steady.judged and not steady.regressed and "unchanged" in steady.describe()
