@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_hwopt.results import changepoints, history, series
+from pytest_hwopt.results import history, series
 
 
 def replay(points: Sequence[history.Point], first: int) -> list[dict[str, Any]]:
@@ -44,15 +44,8 @@ def replay(points: Sequence[history.Point], first: int) -> list[dict[str, Any]]:
         verdicts = []
         for p in now:
             ref = by_variant.get((p.test, p.reference or ""))
-            paired = (history.paired_ratio(p.rounds_ms, ref.rounds_ms, p.rounds_disturbed,
-                                           ref.rounds_disturbed) if ref is not None else None)
-            verdicts.append(series.verdict(
-                [e for e in earlier if e.test == p.test], p.test, p.variant, p.median_ms,
-                p.reference if ref is not None else None,
-                ref.median_ms if ref is not None else None,
-                se=changepoints.log_se(_clean(p)),
-                reference_se=changepoints.log_se(_clean(ref)) if ref is not None else 0.0,
-                paired=paired))
+            verdicts.append(series.judge_run([e for e in earlier if e.test == p.test],
+                                             p.test, p.variant, p, p.reference, ref))
         judged = series.with_neighbours(verdicts)
         out.append({
             "run": run_id, "judged": sum(1 for v in judged if v.judged),
@@ -61,12 +54,6 @@ def replay(points: Sequence[history.Point], first: int) -> list[dict[str, Any]]:
             "improvements": [f"{v.test} {v.variant}: {v.describe()}" for v in judged
                              if v.improved]})
     return out
-
-
-def _clean(p: history.Point) -> list[float]:
-    flags = p.rounds_disturbed
-    clean = [v for k, v in enumerate(p.rounds_ms) if not (k < len(flags) and flags[k])]
-    return clean or list(p.rounds_ms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

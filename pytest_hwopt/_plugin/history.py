@@ -95,7 +95,7 @@ class SessionHistory:
         from pytest_hwopt.core.checks import Check, Status
         from pytest_hwopt.core.measurement import MAX_DISTURBED_FRACTION
         from pytest_hwopt.core.outcomes import BUSY
-        from pytest_hwopt.results import changepoints, history, series
+        from pytest_hwopt.results import history, series
 
         try:
             points = [p for p in self._load(environment()) if p.test == item.nodeid]
@@ -113,14 +113,7 @@ class SessionHistory:
             ref = measurements.get(reference) if reference else None
             if ref is not None and not ref.samples_ms:
                 ref = None
-            v = series.verdict(
-                points, item.nodeid, name, m.median_ms, reference,
-                None if ref is None else ref.median_ms,
-                se=changepoints.log_se(m.clean_rounds_ms or m.rounds_ms),
-                reference_se=0.0 if ref is None else changepoints.log_se(
-                    ref.clean_rounds_ms or ref.rounds_ms),
-                paired=None if ref is None else history.paired_ratio(
-                    m.rounds_ms, ref.rounds_ms, m.rounds_disturbed, ref.rounds_disturbed))
+            v = series.judge_run(points, item.nodeid, name, m, reference, ref)
             judged.append((name, m, reference, ref, v))
         # a variant without a reference is also judged against its test's other variants,
         # or against the variants judged just before it (series.with_neighbours)
@@ -174,15 +167,10 @@ class SessionHistory:
                     continue  # no completed request: nothing to judge
                 reference = refs.get((r["test"], r["variant"]))
                 ref = rows.get((r["test"], reference or ""))
-                v = series.verdict(
+                v = series.judge_run(
                     [p for p in points if p.test == r["test"]], r["test"], r["variant"],
-                    r["median_ms"], reference, ref["median_ms"] if ref else None,
-                    se=changepoints.log_se(_clean_rounds(r)),
-                    reference_se=changepoints.log_se(_clean_rounds(ref)) if ref else 0.0,
-                    paired=history.paired_ratio(
-                        r.get("rounds_ms") or [], ref.get("rounds_ms") or [],
-                        r.get("rounds_disturbed") or [], ref.get("rounds_disturbed") or [])
-                    if ref else None)
+                    series.RunFigures.of_row(r), reference,
+                    series.RunFigures.of_row(ref) if ref else None)
                 if v.judged and any((x or {}).get("disturbed_fraction", 0.0)
                                     > MAX_DISTURBED_FRACTION for x in (r, ref)):
                     self.busy.append(f"{r['test']} {r['variant']}")
@@ -236,15 +224,6 @@ class SessionHistory:
             lines.append(f"hwopt: run {self.appended} added to the history {self.shown} "
                          f"(machine {self.machine})")
         return lines + self.notes
-
-
-def _clean_rounds(row: dict[str, Any]) -> list[float]:
-    """A result row's per-round values of rounds with undisturbed samples (all of them when
-    none had any), as ``Measurement.clean_rounds_ms`` reads them."""
-    rounds = [float(v) for v in row.get("rounds_ms") or []]
-    flags = list(row.get("rounds_disturbed") or [])
-    clean = [v for n, v in enumerate(rounds) if not (n < len(flags) and flags[n])]
-    return clean or rounds
 
 
 def session_history(config: pytest.Config, compare_value: str | None) -> SessionHistory | None:

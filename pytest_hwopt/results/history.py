@@ -520,6 +520,13 @@ def _rounds(summary: str) -> tuple[tuple[float, ...], tuple[bool, ...]]:
     return tuple(float(v) for v in rounds), kept
 
 
+def clean_rounds(rounds: Sequence[float], disturbed: Sequence[bool] = ()) -> list[float]:
+    """The rounds without a disturbed sample (``disturbed[k]``; a missing flag is clean), or
+    all of them when none is clean."""
+    clean = [v for k, v in enumerate(rounds) if not (k < len(disturbed) and disturbed[k])]
+    return clean or list(rounds)
+
+
 def paired_ratio(rounds: Sequence[float], reference_rounds: Sequence[float],
                  disturbed: Sequence[bool] = (), reference_disturbed: Sequence[bool] = ()
                  ) -> tuple[float, float] | None:

@@ -17,11 +17,17 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pytest_hwopt.results import changepoints
 from pytest_hwopt.results.changepoints import ChangePoint, Judgement
-from pytest_hwopt.results.history import Point, RunInfo, machine_label, paired_ratio
+from pytest_hwopt.results.history import (
+    Point,
+    RunInfo,
+    clean_rounds,
+    machine_label,
+    paired_ratio,
+)
 from pytest_hwopt.results.terminal import table
 
 Kind = Literal["time", "ratio"]
@@ -364,6 +370,54 @@ def verdict(points: Sequence[Point], test: str, variant: str, median_ms: float,
                                        min_step=min_step, value_se=reference_se)
     return Verdict(test, variant, time_j, ratio_j, reference, since, len(history), min_step,
                    moved, ref_j)
+
+
+class Figures(Protocol):
+    """What a run says of one variant: a :class:`~pytest_hwopt.results.history.Point`, a
+    measurement, or :class:`RunFigures` of a results row."""
+
+    @property
+    def median_ms(self) -> float: ...
+
+    @property
+    def rounds_ms(self) -> Sequence[float]: ...
+
+    @property
+    def rounds_disturbed(self) -> Sequence[bool]: ...
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """:class:`Figures` of a results document's row (its ``median_ms``, ``rounds_ms``,
+    ``rounds_disturbed``)."""
+
+    median_ms: float
+    rounds_ms: Sequence[float] = ()
+    rounds_disturbed: Sequence[bool] = ()
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RunFigures:
+        return cls(float(row["median_ms"]), row.get("rounds_ms") or (),
+                   row.get("rounds_disturbed") or ())
+
+
+def judge_run(points: Sequence[Point], test: str, variant: str, own: Figures,
+              reference: str | None = None, ref: Figures | None = None) -> Verdict:
+    """:func:`verdict` of one variant of a run, its errors and its within-run ratio read from
+    the run's rounds: the medians' errors from the undisturbed rounds
+    (:func:`changepoints.log_se`), the ratio round by round
+    (:func:`~pytest_hwopt.results.history.paired_ratio`). ``ref``: the reference's figures
+    in the same run (None: judged on its time alone)."""
+    if ref is None:
+        return verdict(points, test, variant, own.median_ms,
+                       se=changepoints.log_se(clean_rounds(own.rounds_ms,
+                                                           own.rounds_disturbed)))
+    return verdict(
+        points, test, variant, own.median_ms, reference, ref.median_ms,
+        se=changepoints.log_se(clean_rounds(own.rounds_ms, own.rounds_disturbed)),
+        reference_se=changepoints.log_se(clean_rounds(ref.rounds_ms, ref.rounds_disturbed)),
+        paired=paired_ratio(own.rounds_ms, ref.rounds_ms, own.rounds_disturbed,
+                            ref.rounds_disturbed))
 
 
 def with_siblings(verdicts: Sequence[Verdict]) -> list[Verdict]:
