@@ -52,8 +52,6 @@ from pytest_hwopt.core.serving import (
 Endpoint = Literal["completions", "chat"]
 Clock = Callable[[], float]
 
-#: the path of each endpoint under the server's base URL (one table: ``core.served``)
-PATHS: Final = ENDPOINTS
 #: the dispatcher sleeps until this long before a send time, then yields to the loop until
 #: it: asyncio's timers wake up to ~1 ms late (epoll waits in whole milliseconds)
 SPIN_S: Final = 0.0011
@@ -109,9 +107,9 @@ class LoadRun:
 def endpoint_url(base_url: str, endpoint: Endpoint) -> str:
     """The endpoint's URL under ``base_url`` (``http://host:port``, with or without a
     trailing ``/v1``). Raises ``ValueError`` for an unknown endpoint."""
-    if endpoint not in PATHS:
-        raise ValueError(f"endpoint must be one of {sorted(PATHS)}, got {endpoint!r}")
-    return _base(base_url) + PATHS[endpoint]
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}")
+    return _base(base_url) + ENDPOINTS[endpoint]
 
 
 def _base(base_url: str) -> str:
